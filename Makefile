@@ -1,0 +1,25 @@
+# One command starts the server (`make run`), one runs every test (`make test`).
+.PHONY: build run test lint unit-test dist dist-test clean
+
+build:
+	swift build -c release --product coffer
+
+run: build
+	.build/release/coffer serve
+
+lint:
+	swift format lint --strict -r Sources Tests Package.swift
+
+unit-test:
+	swift test
+
+dist:
+	scripts/dist.sh
+
+dist-test: dist
+	scripts/dist-test.sh
+
+test: lint unit-test dist-test
+
+clean:
+	rm -rf .build .build-dist challenge.tar.gz

@@ -1,0 +1,79 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "coffer",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "coffer", targets: ["coffer"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // Hardware CRC32C (SSE4.2 / ARMv8 CRC) with a portable table fallback.
+        .target(name: "CCRC32C"),
+        // The blob-store protocol, keys, metadata and errors: shared by the engine, the HTTP layer and the gateway.
+        .target(
+            name: "CofferCore",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio")
+            ]
+        ),
+        // The node's storage engine: append-only log, group commit, spill files, recovery. No HTTP knowledge.
+        .target(
+            name: "CofferEngine",
+            dependencies: [
+                "CofferCore",
+                "CCRC32C",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // The HTTP/1.1 data path on SwiftNIO: routing, validation, status mapping. No file-format knowledge.
+        .target(
+            name: "CofferHTTP",
+            dependencies: [
+                "CofferCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "coffer",
+            dependencies: [
+                "CofferCore",
+                "CofferEngine",
+                "CofferHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "CofferEngineTests",
+            dependencies: ["CofferEngine", "CofferCore", "CCRC32C"],
+            resources: [.copy("Golden")]
+        ),
+        .testTarget(
+            name: "CofferHTTPTests",
+            dependencies: [
+                "CofferHTTP",
+                "CofferEngine",
+                "CofferCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,44 @@
+/// How a ``LogEngine`` is set up. The defaults are the node's defaults.
+public struct EngineConfiguration: Sendable {
+    /// The data directory; created if missing.
+    public var directory: String
+    /// Largest blob accepted, in bytes.
+    public var maxBlobSize: Int64 = 5 << 30
+    /// Bodies up to this many bytes are stored inside the log record; larger ones stream to a spill file.
+    public var inlineThreshold: Int = 1 << 20
+    /// A segment is sealed and a new one started once it would grow past this many bytes.
+    public var segmentSize: Int64 = 64 << 20
+    /// Most record bytes one group commit writes before it fsyncs.
+    public var maxBatchBytes: Int = 16 << 20
+    /// Threads for blocking reads and spill-file writes (the group-commit writer has its own thread).
+    public var ioThreads: Int = 4
+    /// Bytes per chunk when streaming a spill file (a multiple of ``Format/spillBlockSize``).
+    public var readChunkSize: Int = 4 * Format.spillBlockSize
+    /// Spill writes are gathered up to this many bytes before one pwrite.
+    public var spillWriteChunkSize: Int = 1 << 20
+    /// The file-system seam; tests pass a ``FaultInjectingFileIO``.
+    public var fileIO: any FileIO = PosixFileIO()
+
+    public init(directory: String) {
+        self.directory = directory
+    }
+}
+
+/// What recovery did when the engine opened; also logged.
+public struct RecoveryReport: Sendable, Hashable {
+    public var segmentsScanned = 0
+    public var recordsScanned = 0
+    public var liveBlobs = 0
+    /// Bytes cut from the tail of the last segment (a copy is kept under `recovery/`).
+    public var bytesCut: Int64 = 0
+    /// Records skipped because they failed their checks in a sealed segment (kept on disk, not indexed).
+    public var corruptRegions = 0
+    /// Spill files removed because no live record referenced them (or they were never committed).
+    public var orphansRemoved = 0
+    /// Live records whose spill file is missing.
+    public var missingSpills = 0
+    /// Wall time of the whole recovery, in milliseconds.
+    public var milliseconds: Int64 = 0
+
+    public init() {}
+}

@@ -1,0 +1,64 @@
+import CofferCore
+
+/// Where the live version of a key is and what it is: everything a HEAD or a conditional request needs, so those
+/// never touch the disk. About 96 bytes plus the key (see docs/DESIGN.md, "Index memory").
+struct IndexEntry: Sendable, Hashable {
+    var sequence: UInt64
+    var segment: UInt32
+    var recordLength: UInt32
+    var recordOffset: Int64
+    var size: Int64
+    var modifiedMillis: Int64
+    var md5: Digest128
+    var spillID: UInt64
+    var spillBlockSize: UInt32
+    var spillTableCRC: UInt32
+    var contentType: String
+
+    init(sequence: UInt64, segment: UInt32, offset: Int64, length: Int, meta: PutMeta) {
+        self.sequence = sequence
+        self.segment = segment
+        self.recordLength = UInt32(length)
+        self.recordOffset = offset
+        self.size = meta.size
+        self.modifiedMillis = meta.modifiedMillis
+        self.md5 = meta.md5
+        self.spillID = meta.spillID
+        self.spillBlockSize = meta.spillBlockSize
+        self.spillTableCRC = meta.spillTableCRC
+        self.contentType = meta.contentType
+    }
+
+    var isSpilled: Bool { spillID != 0 }
+
+    var info: BlobInfo {
+        BlobInfo(size: size, etag: md5.hex, lastModifiedMillis: modifiedMillis, contentType: contentType)
+    }
+
+    /// Whether `condition` allows a write over `current` (nil = absent); the error to throw otherwise.
+    static func check(_ condition: WriteCondition, current: IndexEntry?) -> StoreError? {
+        switch condition {
+        case .none:
+            return nil
+        case .ifAbsent:
+            return current == nil ? nil : .alreadyExists
+        case .ifPresent:
+            return current == nil ? .preconditionFailed : nil
+        case .ifMatch(let etags):
+            guard let current else { return .preconditionFailed }
+            let etag = current.md5.hex
+            return etags.contains(where: { $0 == "*" || $0 == etag }) ? nil : .preconditionFailed
+        }
+    }
+}
+
+/// Keeps one copy of each distinct content type, so a million blobs of the same type share one string.
+struct StringInterner: Sendable {
+    private var table: [String: String] = [:]
+
+    mutating func intern(_ value: String) -> String {
+        if let existing = table[value] { return existing }
+        if table.count < 4096 { table[value] = value }
+        return value
+    }
+}

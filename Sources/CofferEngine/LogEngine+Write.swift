@@ -1,0 +1,134 @@
+import CofferCore
+import Crypto
+import Logging
+import NIOCore
+
+extension LogEngine {
+    /// Stores `body` under `key`. Bodies up to the inline threshold are gathered in memory and written inside the
+    /// log record; larger ones stream to a spill file at constant memory, which a small record then commits.
+    ///
+    /// - Durability: returns only after the record (and its spill file and directory entry) are fsynced.
+    /// - Errors: see ``BlobStore/write(_:body:options:)``. On any error nothing is committed and a spill file, if one
+    ///   was started, is removed.
+    public func write(
+        _ key: BlobKey,
+        body: some AsyncSequence<ByteBuffer, any Error> & Sendable,
+        options: WriteOptions
+    ) async throws -> WriteResult {
+        try checkWritable()
+        if let refusal = IndexEntry.check(options.condition, current: lookup(key.rawValue)) { throw refusal }
+        if let expected = options.expectedLength, expected > configuration.maxBlobSize { throw StoreError.tooLarge }
+        // No body can match a negative length (and it must not reach the buffer capacity below: that traps).
+        if let expected = options.expectedLength, expected < 0 {
+            throw StoreError.incompleteBody.with(message: "the announced length \(expected) is negative")
+        }
+        let contentType = options.contentType ?? BlobInfo.defaultContentType
+        guard contentType.utf8.count <= Format.maxContentTypeLength else {
+            throw StoreError.invalidKey.with(message: "content type is longer than \(Format.maxContentTypeLength) bytes")
+        }
+
+        var md5 = Insecure.MD5()
+        var sha256 = options.expectedSHA256 == nil ? nil : SHA256()
+        var inline = ByteBufferAllocator().buffer(
+            capacity: Int(min(Int64(configuration.inlineThreshold), options.expectedLength ?? 16 * 1024)))
+        var spill: SpillWriter?
+        var total: Int64 = 0
+        do {
+            var iterator = body.makeAsyncIterator()
+            while true {
+                let next: ByteBuffer?
+                do {
+                    next = try await iterator.next()
+                } catch {
+                    throw StoreError.incompleteBody.with(message: "the body ended early: \(error)")
+                }
+                guard let chunk = next else { break }
+                total += Int64(chunk.readableBytes)
+                if total > configuration.maxBlobSize { throw StoreError.tooLarge }
+                if let expected = options.expectedLength, total > expected {
+                    throw StoreError.incompleteBody.with(message: "the body is longer than its announced length")
+                }
+                chunk.withUnsafeReadableBytes { raw in
+                    md5.update(bufferPointer: raw)
+                    sha256?.update(bufferPointer: raw)
+                }
+                if spill == nil && inline.readableBytes + chunk.readableBytes <= configuration.inlineThreshold {
+                    inline.writeImmutableBuffer(chunk)
+                    continue
+                }
+                if spill == nil {
+                    let id = nextSpillID.wrappingAdd(1, ordering: .relaxed).oldValue
+                    let directory = blobsPath
+                    let io = self.io
+                    spill = try await ioPool.runIfActive { try SpillWriter.create(directory: directory, id: id, io: io) }
+                    spill!.append(inline)
+                    inline = ByteBuffer()
+                }
+                spill!.append(chunk)
+                if spill!.pendingBytes >= configuration.spillWriteChunkSize {
+                    let writer = spill!
+                    try await ioPool.runIfActive { try writer.flush() }
+                }
+            }
+            if let expected = options.expectedLength, total != expected {
+                throw StoreError.incompleteBody.with(
+                    message: "the body has \(total) bytes but \(expected) were announced")
+            }
+            let digest = Digest128(bytes: md5.finalize())
+            if let expectedMD5 = options.expectedMD5, expectedMD5 != digest.bytes {
+                throw StoreError.digestMismatch.with(message: "the body does not match its Content-MD5")
+            }
+            if let expectedSHA = options.expectedSHA256, let sha256, Array(sha256.finalize()) != expectedSHA {
+                throw StoreError.digestMismatch.with(message: "the body does not match its x-content-sha256")
+            }
+            var meta = PutMeta(
+                size: total, modifiedMillis: LogEngine.nowMillis(), md5: digest, contentType: contentType)
+            if let writer = spill {
+                meta.spillID = writer.id
+                meta.spillBlockSize = writer.blockSizeValue
+                meta.spillTableCRC = try await ioPool.runIfActive { try writer.finish() }
+            }
+            let outcome = try await commit(
+                key: key.rawValue, mutation: .put(meta, data: spill == nil ? inline : nil),
+                condition: options.condition)
+            return WriteResult(created: outcome.previous == nil, info: outcome.current!.info)
+        } catch {
+            if let writer = spill {
+                // Owned by this upload until committed: remove it. Blocking, so off the cooperative pool.
+                _ = try? await ioPool.runIfActive { writer.abort() }
+            }
+            let failure = LogEngine.storeError(error)
+            if failure == .insufficientStorage || failure == .io {
+                logger.warning(
+                    "write failed", metadata: ["blob.key": "\(key)", "error": "\(failure)", "bytes": "\(total)"])
+            }
+            throw failure
+        }
+    }
+
+    /// Deletes the blob at `key` by committing a tombstone.
+    ///
+    /// - Durability: returns after the tombstone is fsynced; the replaced spill file, if any, is removed after that.
+    /// - Errors: ``StoreError/notFound``, ``StoreError/preconditionFailed``, ``StoreError/insufficientStorage``,
+    ///   ``StoreError/io``.
+    public func delete(_ key: BlobKey, condition: WriteCondition) async throws -> BlobInfo {
+        try checkWritable()
+        do {
+            let outcome = try await commit(key: key.rawValue, mutation: .delete, condition: condition)
+            return outcome.previous!.info
+        } catch {
+            throw LogEngine.storeError(error)
+        }
+    }
+
+    func checkWritable() throws {
+        try state.withLock { s in
+            guard s.open else { throw StoreError.unavailable.with(message: "the engine is closed") }
+            if let failure = s.writeFailure { throw failure }
+        }
+    }
+
+    func lookup(_ key: String) -> IndexEntry? {
+        state.withLock { $0.index[key] }
+    }
+}

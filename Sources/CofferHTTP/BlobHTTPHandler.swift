@@ -1,0 +1,263 @@
+import CofferCore
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// The per-connection handler: routes each request, streams upload bodies to the store with backpressure (it stops
+/// reading the socket while the store catches up), and writes what the ``RequestProcessor`` answers.
+///
+/// Runs on the connection's event loop only; the processor's task talks to it through a ``Responder``.
+final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    typealias BodySequence = NIOThrowingAsyncSequenceProducer<
+        ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, BodyDelegate
+    >
+
+    /// Bodies this small that a response leaves unread are drained to keep the connection; larger ones close it.
+    static let maxDrainBytes: Int64 = 64 * 1024
+
+    private let processor: RequestProcessor
+    private var context: ChannelHandlerContext?
+    private var dates = DateCache()
+
+    // Per request.
+    private var source: BodySequence.Source?
+    private var requestOpen = false
+    private var responseOpen = false
+    private var keepAlive = true
+    private var expectsContinue = false
+    private var continueSent = false
+    private var announcedLength: Int64?
+    private var hasBody = false
+    private var bytesReceived: Int64 = 0
+    private var version = HTTPVersion.http1_1
+
+    // Read backpressure.
+    private var readsPaused = false
+    private var readPending = false
+
+    init(processor: RequestProcessor) {
+        self.processor = processor
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): receive(head, context: context)
+        case .body(let buffer):
+            bytesReceived += Int64(buffer.readableBytes)
+            continueSent = true  // the client is sending already; an interim 100 would be pointless now
+            guard let source else { return }  // a body nobody reads (early answer): dropped
+            switch source.yield(buffer) {
+            case .produceMore: break
+            case .stopProducing: readsPaused = true
+            case .dropped: self.source = nil
+            }
+        case .end:
+            requestOpen = false
+            source?.finish()
+            source = nil
+            resumeReading()
+        }
+    }
+
+    private func receive(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        requestOpen = true
+        responseOpen = true
+        keepAlive = head.isKeepAlive
+        version = head.version
+        expectsContinue = head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
+        continueSent = false
+        announcedLength = RequestHeaders.contentLength(head.headers)
+        hasBody = RequestHeaders.hasBody(head.headers)
+        bytesReceived = 0
+        let responder = Responder(loop: context.eventLoop, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+        if head.uri == "/health" && (head.method == .GET || head.method == .HEAD) {
+            let json = JSON.object([("status", "ok")])
+            var headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", "\(json.utf8.count)")])
+            headers.add(name: "Cache-Control", value: "no-store")
+            sendResponse(status: .ok, headers: headers, body: head.method == .GET ? ByteBuffer(string: json) : nil)
+            return
+        }
+        let request: BlobRequest
+        switch Router.route(head, id: processor.nextRequestID()) {
+        case .success(let routed): request = routed
+        case .failure(let error):
+            sendError(error)
+            return
+        }
+        var body: BodySequence?
+        if head.method == .PUT || head.method == .POST {
+            if let length = announcedLength, length > processor.configuration.maxBlobSize {
+                sendError(.payloadTooLarge(max: processor.configuration.maxBlobSize))
+                return
+            }
+            let made = BodySequence.makeSequence(
+                backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: false,
+                delegate: BodyDelegate(responder: responder))
+            source = made.source
+            body = made.sequence
+        }
+        let processor = self.processor
+        Task { await processor.process(request, body: body, responder: responder) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        source?.finish(ChannelError.inputClosed)
+        source = nil
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            processor.logger.debug("closing idle connection")
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        processor.logger.debug("connection error", metadata: ["error": "\(error)"])
+        source?.finish(error)
+        source = nil
+        context.close(promise: nil)
+    }
+
+    // MARK: Outbound (read backpressure)
+
+    func read(context: ChannelHandlerContext) {
+        if readsPaused {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// The store wants more body: send `100 Continue` if the client waits for it, and read again.
+    func resumeReading() {
+        guard let context else { return }
+        if expectsContinue && !continueSent && requestOpen && source != nil {
+            continueSent = true
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .continue))))
+                .whenFailure { _ in }
+        }
+        readsPaused = false
+        if readPending {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// The store stopped consuming the body (it answered, or failed): unread parts are dropped from now on.
+    func bodyConsumerTerminated() {
+        source = nil
+        if !responseOpen || requestOpen { resumeReading() }
+    }
+
+    // MARK: Responses (called on the event loop by the Responder)
+
+    /// Whether the connection must close after this response.
+    private func mustClose(_ forced: Bool) -> Bool {
+        if forced || !keepAlive { return true }
+        guard requestOpen && hasBody else { return false }
+        // The request body is not fully read. The client of an unanswered Expect will not send it, and a long or
+        // chunked one is not worth draining: either way the framing of the next request is unknown.
+        if expectsContinue && !continueSent { return true }
+        guard let length = announcedLength else { return true }
+        return length - bytesReceived > Self.maxDrainBytes
+    }
+
+    private func decorate(_ headers: inout HTTPHeaders, close: Bool) {
+        headers.add(name: "Date", value: dates.current())
+        if close {
+            headers.add(name: "Connection", value: "close")
+        } else if version == .http1_0 {
+            headers.add(name: "Connection", value: "keep-alive")
+        }
+    }
+
+    func sendResponse(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?, forceClose: Bool = false) {
+        guard let context, responseOpen else { return }
+        let close = mustClose(forceClose)
+        var headers = headers
+        decorate(&headers, close: close)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))))
+            .whenFailure { _ in }
+        if let body, body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(body)))).whenFailure { _ in }
+        }
+        finishResponse(context: context, close: close)
+    }
+
+    func sendError(_ error: HTTPError, forHead: Bool = false) {
+        guard let context else { return }
+        let body = context.channel.allocator.buffer(string: error.jsonBody)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: "\(body.readableBytes)")
+        for (name, value) in error.headers { headers.add(name: name, value: value) }
+        sendResponse(
+            status: error.status, headers: headers, body: forHead ? nil : body, forceClose: error.closeConnection)
+    }
+
+    /// Starts a streamed response; the body follows through ``writeChunk(_:)``.
+    func sendHead(status: HTTPResponseStatus, headers: HTTPHeaders) -> EventLoopFuture<Void> {
+        guard let context, responseOpen else { return failed() }
+        var headers = headers
+        decorate(&headers, close: mustClose(false))
+        return context.writeAndFlush(
+            wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))))
+    }
+
+    func writeChunk(_ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        guard let context, responseOpen else { return failed() }
+        return context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))))
+    }
+
+    func endStream() {
+        guard let context, responseOpen else { return }
+        finishResponse(context: context, close: mustClose(false))
+    }
+
+    /// A streamed response cannot be completed (stored bytes failed their checksum mid-way): close the connection
+    /// so the client sees a short body, never a complete wrong one.
+    func abortStream() {
+        responseOpen = false
+        context?.close(promise: nil)
+    }
+
+    private func finishResponse(context: ChannelHandlerContext, close: Bool) {
+        responseOpen = false
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if close {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        } else if requestOpen {
+            // Drain the small unread rest of the body; the pipeline handler holds the next request until it ends.
+            source?.finish()
+            source = nil
+            resumeReading()
+        }
+    }
+
+    private func failed() -> EventLoopFuture<Void> {
+        let loop = context?.eventLoop ?? processor.fallbackLoop
+        return loop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+    }
+}
+
+/// Tells the handler, on its event loop, when the store wants more of the body or stopped reading it.
+struct BodyDelegate: NIOAsyncSequenceProducerDelegate {
+    let responder: Responder
+
+    func produceMore() { responder.onLoop { $0.resumeReading() } }
+    func didTerminate() { responder.onLoop { $0.bodyConsumerTerminated() } }
+}

@@ -1,0 +1,92 @@
+import CofferCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// The HTTP/1.1 server on SwiftNIO that serves any ``BlobStore`` under `/store/`, `/object/` and `/api/fileserver/`,
+/// plus `GET /health`. A `Service`: `run()` serves until graceful shutdown, then stops accepting, lets in-flight
+/// requests finish (bounded by the grace period) and returns.
+public final class CofferHTTPServer: Service, Sendable {
+    private let configuration: HTTPServerConfiguration
+    private let processor: RequestProcessor
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let state = Mutex<(any Channel)?>(nil)
+    private let connections = ConnectionTracker()
+
+    public init(
+        store: any BlobStore,
+        configuration: HTTPServerConfiguration,
+        logger: Logger,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        self.processor = RequestProcessor(
+            store: store, configuration: configuration, logger: logger, fallbackLoop: group.next())
+    }
+
+    /// Binds and starts accepting; returns the bound address (useful with port 0).
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        let connections = self.connections
+        let processor = self.processor
+        let idle = configuration.idleTimeout
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: configuration.backlog)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                connections.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(allTimeout: idle))
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+                    try sync.addHandler(ProtocolErrorHandler())
+                    try sync.addHandler(BlobHTTPHandler(processor: processor))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        state.withLock { $0 = channel }
+        let address = channel.localAddress!
+        logger.info("listening", metadata: ["address": "\(address)"])
+        return address
+    }
+
+    /// The bound address once started.
+    public var localAddress: SocketAddress? { state.withLock { $0?.localAddress } }
+
+    /// Stops accepting, waits (up to the grace period) for open requests to finish, and closes every connection.
+    public func shutdown() async {
+        guard
+            let channel = state.withLock({ s -> (any Channel)? in
+                defer { s = nil }
+                return s
+            })
+        else { return }
+        try? await channel.close()
+        let loop = group.next()
+        let done = loop.makePromise(of: Void.self)
+        connections.quiesce(done)
+        let timeout = loop.scheduleTask(in: configuration.shutdownGracePeriod) {
+            self.logger.warning("grace period over; closing connections still open")
+            self.connections.closeAll()
+            done.succeed(())
+        }
+        try? await done.futureResult.get()
+        timeout.cancel()
+        logger.info("HTTP server stopped")
+    }
+
+    public func run() async throws {
+        if state.withLock({ $0 == nil }) { try await start() }
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+}
