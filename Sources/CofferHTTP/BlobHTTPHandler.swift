@@ -112,6 +112,7 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         source?.finish(ChannelError.inputClosed)
         source = nil
+        responseOpen = false  // nothing can be sent any more
         context.fireChannelInactive()
     }
 
@@ -128,6 +129,9 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         processor.logger.debug("connection error", metadata: ["error": "\(error)"])
         source?.finish(error)
         source = nil
+        // The connection is closing, and a parser error was already answered by the ProtocolErrorHandler: the
+        // request task's answer (e.g. to the body it could not finish) must not become a second response.
+        responseOpen = false
         context.close(promise: nil)
     }
 

@@ -1,0 +1,89 @@
+import Testing
+
+/// A client that stops mid-body and closes: nothing is committed, the previous version stays readable, and the
+/// spill file of a large upload is removed.
+@Suite(.timeLimit(.minutes(1))) struct IncompleteUploadTests {
+    /// Starts a spilled upload of which only `sent` bytes arrive, waits until the server has started its spill file,
+    /// then closes the connection.
+    private func abandonUpload(
+        _ node: TestNode, _ head: [UInt8], parts: [[UInt8]], filesBefore: [String]
+    ) async throws {
+        let connection = try await node.raw()
+        try await connection.send(head)
+        for part in parts { try await connection.send(part) }
+        // The upload is under way once a new (partial) spill file exists.
+        let started = await node.eventually { node.directory.blobFiles().contains { $0.hasSuffix(".partial") } }
+        #expect(started, "the server never started spilling the upload")
+        connection.close()
+        let cleaned = await node.eventually { node.directory.blobFiles() == filesBefore }
+        #expect(cleaned, "left over after the failed upload: \(node.directory.blobFiles())")
+    }
+
+    @Test func contentLengthUploadCutShortKeepsThePreviousVersion() async throws {
+        try await withNode(.spilling) { node in
+            // The previous version is spilled too, so its file must survive while the new one is removed.
+            let old = TestData.bytes(200 * 1024, seed: 81)
+            #expect(try await node.request(.PUT, "/store/k", body: old).status == 201)
+            let filesBefore = node.directory.blobFiles()
+            #expect(filesBefore.count == 1)
+
+            let announced = 500 * 1024
+            let head = RawRequest.head("PUT", "/store/k", [("Content-Length", "\(announced)")])
+            try await abandonUpload(
+                node, head, parts: TestData.split(TestData.bytes(150 * 1024, seed: 82), every: 50 * 1024),
+                filesBefore: filesBefore)
+
+            let read = try await node.request(.GET, "/store/k")
+            #expect(read.status == 200)
+            #expect(read.body == old)
+            #expect(read.header("etag") == Digests.etag(old))
+            #expect(node.engine.count == 1)
+        }
+    }
+
+    @Test func chunkedUploadCutShortKeepsThePreviousVersion() async throws {
+        try await withNode(.spilling) { node in
+            let old = TestData.text("small old version")
+            _ = try await node.request(.PUT, "/store/k", body: old)
+            let head = RawRequest.head("PUT", "/store/k", [("Transfer-Encoding", "chunked")])
+            let chunks = TestData.split(TestData.bytes(200 * 1024, seed: 83), every: 40 * 1024).map(RawRequest.chunk)
+            try await abandonUpload(node, head, parts: chunks, filesBefore: [])
+            #expect(try await node.request(.GET, "/store/k").body == old)
+        }
+    }
+
+    @Test func postCutShortLeavesTheLocationFree() async throws {
+        try await withNode(.spilling) { node in
+            let head = RawRequest.head("POST", "/store/new", [("Content-Length", "\(1024 * 1024)")])
+            try await abandonUpload(node, head, parts: [TestData.bytes(100 * 1024, seed: 84)], filesBefore: [])
+            #expect(try await node.request(.GET, "/store/new").status == 404)
+            #expect(try await node.request(.POST, "/store/new", body: TestData.text("now")).status == 201)
+            #expect(try await node.request(.GET, "/store/new").text == "now")
+        }
+    }
+
+    @Test func smallUploadCutShortCommitsNothing() async throws {
+        try await withNode { node in
+            let old = TestData.text("old")
+            _ = try await node.request(.PUT, "/store/k", body: old)
+            for head in [
+                RawRequest.head("PUT", "/store/k", [("Content-Length", "100")]),
+                RawRequest.head("PUT", "/store/k", [("Transfer-Encoding", "chunked")]),
+                RawRequest.head("POST", "/store/other", [("Content-Length", "100")]),
+            ] {
+                let connection = try await node.raw()
+                defer { connection.close() }
+                let isChunked = String(decoding: head, as: UTF8.self).contains("chunked")
+                try await connection.send(
+                    head + (isChunked ? RawRequest.chunk(TestData.bytes(10)) : TestData.bytes(10)))
+                // Stop sending; the server ends the request (and closes) once it sees the end of the stream.
+                try await connection.channel.close(mode: .output)
+                let responses = try await connection.responsesUntilClose()
+                #expect(responses.allSatisfy { $0.status >= 400 }, "\(responses.map(\.status))")
+            }
+            #expect(node.engine.count == 1)
+            #expect(try await node.request(.GET, "/store/k").body == old)
+            #expect(try await node.request(.GET, "/store/other").status == 404)
+        }
+    }
+}

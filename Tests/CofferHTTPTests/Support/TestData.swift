@@ -1,0 +1,29 @@
+/// Deterministic test bodies: the same seed always gives the same bytes, so failures reproduce.
+enum TestData {
+    /// `count` pseudo-random bytes from `seed` (SplitMix64).
+    static func bytes(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
+        var state = seed &* 0x9E37_79B9_7F4A_7C15
+        var out = [UInt8]()
+        out.reserveCapacity(count + 8)
+        while out.count < count {
+            state = state &+ 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z = z ^ (z >> 31)
+            withUnsafeBytes(of: z.littleEndian) { out.append(contentsOf: $0) }
+        }
+        out.removeLast(out.count - count)
+        return out
+    }
+
+    static func text(_ string: String) -> [UInt8] { Array(string.utf8) }
+
+    /// Splits `bytes` into parts of at most `size` bytes.
+    static func split(_ bytes: [UInt8], every size: Int) -> [[UInt8]] {
+        stride(from: 0, to: bytes.count, by: size).map { Array(bytes[$0..<min($0 + size, bytes.count)]) }
+    }
+
+    static let kib = 1024
+    static let mib = 1024 * 1024
+}
