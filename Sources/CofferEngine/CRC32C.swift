@@ -17,7 +17,8 @@ public enum CRC32C {
 
     /// The CRC of `length` bytes of `buffer` starting at absolute index `at`.
     @inlinable
-    public static func checksum(_ buffer: ByteBuffer, at index: Int, length: Int, continuing crc: UInt32 = 0) -> UInt32 {
+    public static func checksum(_ buffer: ByteBuffer, at index: Int, length: Int, continuing crc: UInt32 = 0) -> UInt32
+    {
         buffer.withUnsafeReadableBytes { raw in
             let start = index - buffer.readerIndex
             return checksum(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]), continuing: crc)

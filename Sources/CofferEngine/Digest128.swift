@@ -30,7 +30,8 @@ public struct Digest128: Hashable, Sendable {
     /// The 16 bytes, in order.
     public var bytes: [UInt8] {
         (0..<16).map { i in
-            i < 8 ? UInt8(truncatingIfNeeded: high >> (56 - 8 * i)) : UInt8(truncatingIfNeeded: low >> (56 - 8 * (i - 8)))
+            i < 8
+                ? UInt8(truncatingIfNeeded: high >> (56 - 8 * i)) : UInt8(truncatingIfNeeded: low >> (56 - 8 * (i - 8)))
         }
     }
 

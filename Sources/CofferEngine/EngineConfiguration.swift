@@ -16,6 +16,10 @@ public struct EngineConfiguration: Sendable {
     public var readChunkSize: Int = 4 * Format.spillBlockSize
     /// Spill writes are gathered up to this many bytes before one pwrite.
     public var spillWriteChunkSize: Int = 1 << 20
+    /// How often the background compactor looks for segments to compact; `nil` turns it off.
+    public var compactionInterval: Duration? = .seconds(30)
+    /// A sealed segment is compacted once at least this share of its bytes is garbage.
+    public var compactionThreshold: Double = 0.5
     /// The file-system seam; tests pass a ``FaultInjectingFileIO``.
     public var fileIO: any FileIO = PosixFileIO()
 

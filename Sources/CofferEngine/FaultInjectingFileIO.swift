@@ -1,10 +1,11 @@
+import NIOCore
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import NIOCore
-import Synchronization
 
 /// A ``FileIO`` that forwards to the real file system but can be told to fail: the seam the durability tests use for
 /// short writes, failing fsyncs, a full disk and read errors. Thread-safe; rules apply to files whose path contains

@@ -1,3 +1,5 @@
+import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import NIOCore
 
 /// The engine's only door to the file system: every syscall that touches data goes through it, so tests can inject
 /// short writes, failing fsyncs, a full disk or read errors (``FaultInjectingFileIO``).

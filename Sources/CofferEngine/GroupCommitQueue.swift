@@ -8,6 +8,9 @@ struct PendingWrite: Sendable {
         /// A new version; `data` holds the bytes when they are inline, `nil` when `meta.spillID` names a spill file.
         case put(PutMeta, data: ByteBuffer?)
         case delete
+        /// Compaction: append this already-encoded, verified record again, unchanged (same sequence number), if it
+        /// is still the live version of its key (for a tombstone: if the key is still absent). Otherwise skipped.
+        case relocate(ByteBuffer, sequence: UInt64)
     }
 
     let key: String
@@ -22,6 +25,8 @@ struct PendingWrite: Sendable {
             return Format.recordHeaderSize + key.utf8.count + meta.encodedSize + (data?.readableBytes ?? 0) + 4
         case .delete:
             return Format.recordHeaderSize + key.utf8.count + 4
+        case .relocate(let raw, _):
+            return raw.readableBytes
         }
     }
 }
@@ -32,6 +37,8 @@ struct CommitOutcome: Sendable {
     var previous: IndexEntry?
     /// The version now live (nil after a delete).
     var current: IndexEntry?
+    /// `false` when the write changed nothing (a relocation of a record that is no longer live).
+    var applied = true
 }
 
 /// The queue between request tasks and the single writer thread: producers append and wake the writer; the writer

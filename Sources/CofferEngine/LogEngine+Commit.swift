@@ -1,11 +1,12 @@
+import CofferCore
+import Logging
+import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CofferCore
-import Logging
-import NIOCore
 
 extension LogEngine {
     /// Hands `mutation` to the group-commit writer and waits until it is durable (or refused).
@@ -77,6 +78,27 @@ extension LogEngine {
                 }
                 LogRecord(sequence: sequence, kind: .delete, key: write.key, meta: nil, data: nil)
                     .encode(into: &buffer)
+            case .relocate(let raw, let relocated):
+                let isTombstone =
+                    raw.getInteger(at: raw.readerIndex + Format.recordKindOffset, as: UInt8.self)
+                    == RecordKind.delete.rawValue
+                let stillLive = isTombstone ? previous == nil : previous?.sequence == relocated
+                guard stillLive else {
+                    let unchanged = CommitOutcome(previous: previous, current: previous, applied: false)
+                    staged.append(Staged(write: write, result: .success(unchanged)))
+                    continue
+                }
+                buffer.writeImmutableBuffer(raw)
+                if var moved = previous {
+                    moved.segment = 0
+                    moved.recordOffset = offset
+                    current = moved
+                }
+                // Same record, same sequence number, same spill file: nothing becomes obsolete.
+                view[write.key] = .some(current)
+                staged.append(
+                    Staged(write: write, result: .success(CommitOutcome(previous: previous, current: current))))
+                continue
             }
             writer.nextSequence += 1
             if let previous, previous.isSpilled { obsoleteSpills.append(previous.spillID) }
@@ -101,14 +123,16 @@ extension LogEngine {
             let segment = writer.active.id
             writer.end += Int64(buffer.readableBytes)
             for i in staged.indices {
-                guard case .success(var outcome) = staged[i].result, outcome.current != nil else { continue }
+                guard case .success(var outcome) = staged[i].result, outcome.applied, outcome.current != nil else {
+                    continue
+                }
                 outcome.current!.recordOffset += base
                 outcome.current!.segment = segment
                 staged[i].result = .success(outcome)
             }
             state.withLock { s in
                 for item in staged {
-                    guard case .success(let outcome) = item.result else { continue }
+                    guard case .success(let outcome) = item.result, outcome.applied else { continue }
                     if var current = outcome.current {
                         current.contentType = s.contentTypes.intern(current.contentType)
                         s.index[item.write.key] = current
@@ -173,7 +197,10 @@ extension LogEngine {
             try? io.unlink(path)
             throw error
         }
-        state.withLock { $0.segments[id] = segment }
+        state.withLock { s in
+            s.segments[id] = segment
+            s.activeSegment = id
+        }
         writer.active = segment
         writer.end = Int64(Format.segmentHeaderSize)
         logger.info("segment rotated", metadata: ["segment.id": "\(id)"])

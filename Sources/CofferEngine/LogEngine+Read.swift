@@ -1,12 +1,13 @@
+import CofferCore
+import Logging
+import NIOCore
+import NIOPosix
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CofferCore
-import Logging
-import NIOCore
-import NIOPosix
 
 extension LogEngine {
     /// Reads (part of) the blob at `key`. Conditions and the range are decided from the index alone; bytes are read
@@ -57,7 +58,9 @@ extension LogEngine {
     }
 
     /// Reads and verifies the whole record, then slices `range` out of its data. Blocking.
-    private func readInline(key: String, entry: IndexEntry, segment: SegmentFile, range: Range<Int64>) throws
+    private func readInline(
+        key: String, entry: IndexEntry, segment: SegmentFile, range: Range<Int64>
+    ) throws
         -> ByteBuffer
     {
         let raw = try io.read(segment.fd, count: Int(entry.recordLength), offset: entry.recordOffset)
@@ -87,7 +90,9 @@ extension LogEngine {
                 let position = cursor.position
                 guard position < range.upperBound else { return nil }
                 do {
-                    let bytes = try await pool.runIfActive { try reader.read(position..<range.upperBound, maxBytes: chunk) }
+                    let bytes = try await pool.runIfActive {
+                        try reader.read(position..<range.upperBound, maxBytes: chunk)
+                    }
                     cursor.position += Int64(bytes.readableBytes)
                     return bytes
                 } catch let error as StoreError where error == .corrupt {

@@ -1,11 +1,12 @@
+import CofferCore
+import Logging
+import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CofferCore
-import Logging
-import NIOCore
 
 /// What recovery hands to a new engine.
 struct Recovered: Sendable {
@@ -63,7 +64,8 @@ extension LogEngine {
                     try io.unlink(path)
                     try io.syncDirectory(segmentsPath)
                     report.bytesCut += size
-                    logger.warning("last segment had no valid header; moved to recovery", metadata: ["segment.id": "\(id)"])
+                    logger.warning(
+                        "last segment had no valid header; moved to recovery", metadata: ["segment.id": "\(id)"])
                 } else {
                     report.corruptRegions += 1
                     logger.error("segment header is corrupt; segment skipped", metadata: ["segment.id": "\(id)"])
@@ -104,7 +106,8 @@ extension LogEngine {
                             metadata: ["segment.id": "\(id)", "from": "\(offset)", "to": "\(next)"])
                         offset = next
                     } else if isLast {
-                        try keepCopy(io: io, fd: fd, from: offset, size: size, segmentID: id, recoveryPath: recoveryPath)
+                        try keepCopy(
+                            io: io, fd: fd, from: offset, size: size, segmentID: id, recoveryPath: recoveryPath)
                         try io.ftruncate(fd, length: offset)
                         try io.fdatasync(fd)
                         report.bytesCut += size - offset
@@ -141,8 +144,9 @@ extension LogEngine {
                 present.insert(id)
                 continue
             }
-            if let id = parseHexName(name, suffix: Format.spillSuffix) ?? parseHexName(
-                name, suffix: Format.spillPartialSuffix)
+            if let id = parseHexName(name, suffix: Format.spillSuffix)
+                ?? parseHexName(
+                    name, suffix: Format.spillPartialSuffix)
             {
                 maxSpillID = max(maxSpillID, id)
             }
@@ -153,7 +157,8 @@ extension LogEngine {
         for (key, entry) in state.index where entry.isSpilled && !present.contains(entry.spillID) {
             report.missingSpills += 1
             logger.error(
-                "spill file of a live blob is missing", metadata: ["blob.key": "\(key)", "spill.id": "\(entry.spillID)"])
+                "spill file of a live blob is missing",
+                metadata: ["blob.key": "\(key)", "spill.id": "\(entry.spillID)"])
         }
 
         let writer: WriterState
@@ -167,6 +172,7 @@ extension LogEngine {
             state.segments[id] = segment
             writer = WriterState(active: segment, end: Int64(Format.segmentHeaderSize), nextSequence: maxSequence + 1)
         }
+        state.activeSegment = writer.active.id
         report.milliseconds = (nowNanos() - started) / 1_000_000
         logger.info(
             "recovery done",

@@ -24,7 +24,8 @@ extension LogEngine {
         }
         let contentType = options.contentType ?? BlobInfo.defaultContentType
         guard contentType.utf8.count <= Format.maxContentTypeLength else {
-            throw StoreError.invalidKey.with(message: "content type is longer than \(Format.maxContentTypeLength) bytes")
+            throw StoreError.invalidKey.with(
+                message: "content type is longer than \(Format.maxContentTypeLength) bytes")
         }
 
         var md5 = Insecure.MD5()
@@ -60,7 +61,9 @@ extension LogEngine {
                     let id = nextSpillID.wrappingAdd(1, ordering: .relaxed).oldValue
                     let directory = blobsPath
                     let io = self.io
-                    spill = try await ioPool.runIfActive { try SpillWriter.create(directory: directory, id: id, io: io) }
+                    spill = try await ioPool.runIfActive {
+                        try SpillWriter.create(directory: directory, id: id, io: io)
+                    }
                     spill!.append(inline)
                     inline = ByteBuffer()
                 }

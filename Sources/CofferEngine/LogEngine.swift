@@ -1,13 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import CofferCore
 import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// The node's storage engine: an append-only log of checksummed records with group commit, large bodies in spill
 /// files, and an in-memory index rebuilt at start. Implements ``BlobStore``; knows nothing of HTTP.
@@ -19,6 +20,8 @@ public final class LogEngine: BlobStore, Sendable {
         var index: [String: IndexEntry] = [:]
         var segments: [UInt32: SegmentFile] = [:]
         var contentTypes = StringInterner()
+        /// The segment the writer appends to; never compacted.
+        var activeSegment: UInt32 = 0
         var open = true
         /// Set when the log could not be restored to a known state after a failed write; writes are refused.
         var writeFailure: StoreError?
@@ -51,6 +54,8 @@ public final class LogEngine: BlobStore, Sendable {
     let nextSpillID: Atomic<UInt64>
     private let lockFD: CInt
     private let writerTask: Mutex<Task<Void, Never>?> = Mutex(nil)
+    private let compactorTask: Mutex<Task<Void, Never>?> = Mutex(nil)
+    let compacting = Mutex(false)
 
     /// What recovery found and did when this engine opened.
     public let recovery: RecoveryReport
@@ -98,6 +103,7 @@ public final class LogEngine: BlobStore, Sendable {
                 configuration: configuration, logger: logger, lockFD: lockFD, recovered: recovered, ioPool: ioPool,
                 writerPool: writerPool)
             engine.startWriter()
+            engine.startCompactor()
             return engine
         } catch {
             try? await ioPool.shutdownGracefully()
@@ -139,6 +145,25 @@ public final class LogEngine: BlobStore, Sendable {
         writerTask.withLock { $0 = task }
     }
 
+    /// Runs ``compact(threshold:)`` every ``EngineConfiguration/compactionInterval`` until the engine closes.
+    private func startCompactor() {
+        guard let interval = configuration.compactionInterval else { return }
+        let threshold = configuration.compactionThreshold
+        let task = Task.detached { [self] in
+            while !Task.isCancelled {
+                do {
+                    try await Task.sleep(for: interval)
+                    _ = try await compact(threshold: threshold)
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.warning("background compaction failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        compactorTask.withLock { $0 = task }
+    }
+
     /// Stops taking writes, commits everything already queued, and releases the directory.
     ///
     /// Durability: every write acknowledged before or during `close` is durable when it returns.
@@ -148,6 +173,10 @@ public final class LogEngine: BlobStore, Sendable {
             return s.open
         }
         guard wasOpen else { return }
+        if let compactor = compactorTask.withLock({ $0 }) {
+            compactor.cancel()
+            await compactor.value
+        }
         queue.close()
         await writerTask.withLock { $0 }?.value
         try await ioPool.shutdownGracefully()

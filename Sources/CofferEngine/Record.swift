@@ -48,7 +48,8 @@ public struct PutMeta: Hashable, Sendable {
     static func parse(_ buffer: ByteBuffer, at index: Int, length: Int) -> PutMeta? {
         guard length >= Format.putMetaFixedSize,
             let size = buffer.getInteger(at: index + Format.metaSizeOffset, endianness: .little, as: UInt64.self),
-            let modified = buffer.getInteger(at: index + Format.metaModifiedOffset, endianness: .little, as: Int64.self),
+            let modified = buffer.getInteger(
+                at: index + Format.metaModifiedOffset, endianness: .little, as: Int64.self),
             let high = buffer.getInteger(at: index + Format.metaMD5Offset, endianness: .big, as: UInt64.self),
             let low = buffer.getInteger(at: index + Format.metaMD5Offset + 8, endianness: .big, as: UInt64.self),
             let spillID = buffer.getInteger(at: index + Format.metaSpillIDOffset, endianness: .little, as: UInt64.self),
@@ -188,7 +189,9 @@ public struct LogRecord: Sendable {
     }
 
     /// Decodes the record at `index` whose header was already parsed, verifying the record CRC.
-    public static func decode(_ buffer: ByteBuffer, at index: Int, header: RecordHeader) -> Result<
+    public static func decode(
+        _ buffer: ByteBuffer, at index: Int, header: RecordHeader
+    ) -> Result<
         LogRecord, DecodeFailure
     > {
         let crcOffset = index + header.length - Format.recordTrailerSize

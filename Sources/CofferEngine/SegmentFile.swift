@@ -1,9 +1,10 @@
+import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import NIOCore
 
 /// An open segment. Readers hold a reference while they read, so a segment removed by compaction stays readable
 /// until the last reader is done; the descriptor closes when the last reference goes.

@@ -1,10 +1,11 @@
+import CofferCore
+import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CofferCore
-import NIOCore
 
 /// Writes one spill file: `<id>.blob.partial` while the body streams in, renamed to `<id>.blob` once complete and
 /// fsynced. Used by one upload at a time; its blocking methods run on the engine's I/O threads.
