@@ -1,3 +1,5 @@
+import CofferCore
+
 /// How a ``LogEngine`` is set up. The defaults are the node's defaults.
 public struct EngineConfiguration: Sendable {
     /// The data directory; created if missing.
@@ -26,6 +28,34 @@ public struct EngineConfiguration: Sendable {
     public init(directory: String) {
         self.directory = directory
     }
+
+    /// Refuses settings the format cannot honour: an inline record must stay under ``Format/maxRecordLength``, and
+    /// chunk sizes must be usable.
+    public func validate() throws {
+        let largestInlineRecord =
+            inlineThreshold + Format.recordHeaderSize + Format.recordTrailerSize + BlobKey.maxUTF8Length
+            + Format.putMetaFixedSize + Format.maxContentTypeLength
+        guard inlineThreshold >= 0, largestInlineRecord <= Format.maxRecordLength else {
+            throw ConfigurationError("inlineThreshold must be between 0 and \(Format.maxRecordLength / 2) bytes")
+        }
+        guard maxBlobSize >= 0 else { throw ConfigurationError("maxBlobSize must not be negative") }
+        guard segmentSize >= Int64(Format.segmentHeaderSize) else {
+            throw ConfigurationError("segmentSize must be at least \(Format.segmentHeaderSize) bytes")
+        }
+        guard readChunkSize > 0, spillWriteChunkSize > 0, maxBatchBytes > 0 else {
+            throw ConfigurationError("chunk and batch sizes must be positive")
+        }
+        guard (0...1).contains(compactionThreshold) else {
+            throw ConfigurationError("compactionThreshold must be between 0 and 1")
+        }
+    }
+}
+
+/// A setting in ``EngineConfiguration`` that the engine cannot work with.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+
+    public init(_ description: String) { self.description = description }
 }
 
 /// What recovery did when the engine opened; also logged.

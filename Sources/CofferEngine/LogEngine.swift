@@ -83,8 +83,10 @@ public final class LogEngine: BlobStore, Sendable {
     ///
     /// Durability: recovery cuts a torn tail of the last segment (keeping a copy under `recovery/`) and fsyncs the
     /// cut before anything new is written; orphan spill files are removed.
-    /// Errors: `IOError` when the directory cannot be used; ``StoreError/unavailable`` when another process holds it.
+    /// Errors: ``ConfigurationError``; `IOError` when the directory cannot be used; ``StoreError/unavailable`` when
+    /// another process holds it.
     public static func open(_ configuration: EngineConfiguration, logger: Logger) async throws -> LogEngine {
+        try configuration.validate()
         let ioPool = NIOThreadPool(numberOfThreads: max(1, configuration.ioThreads))
         ioPool.start()
         let writerPool = NIOThreadPool(numberOfThreads: 1)

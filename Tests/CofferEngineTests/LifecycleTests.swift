@@ -104,4 +104,18 @@ struct LifecycleTests {
             await #expect(throws: (any Error).self) { try await openEngine(testConfiguration(blocked)) }
         }
     }
+
+    @Test("open refuses an inline threshold whose records would exceed the record limit, and bad thresholds")
+    func invalidConfigurationIsRefused() async throws {
+        try await withTestDirectory { directory in
+            await #expect(throws: ConfigurationError.self) {
+                try await openEngine(testConfiguration(directory) { $0.inlineThreshold = Format.maxRecordLength })
+            }
+            await #expect(throws: ConfigurationError.self) {
+                try await openEngine(testConfiguration(directory) { $0.compactionThreshold = 1.5 })
+            }
+            // Nothing was created by the refused opens.
+            #expect(Files.list(directory.path).isEmpty)
+        }
+    }
 }
