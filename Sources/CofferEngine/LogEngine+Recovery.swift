@@ -36,8 +36,9 @@ extension LogEngine {
 
         var report = RecoveryReport()
         var state = State()
-        // key -> newest record seen: its sequence, and the entry (nil for a tombstone).
-        var newest: [String: (sequence: UInt64, entry: IndexEntry?)] = [:]
+        // The index is built in place; `deleted` holds the sequence of the newest tombstone of each key that is absent,
+        // so an older put met later in the scan (compaction moves records forward) cannot bring the key back.
+        var deleted: [String: UInt64] = [:]
         var maxSequence: UInt64 = 0
         var maxSpillID: UInt64 = 0
 
@@ -79,11 +80,17 @@ extension LogEngine {
                     report.recordsScanned += 1
                     maxSequence = max(maxSequence, record.sequence)
                     if let spillID = record.meta?.spillID { maxSpillID = max(maxSpillID, spillID) }
-                    if record.sequence > newest[record.key]?.sequence ?? 0 {
-                        let entry = record.meta.map {
-                            IndexEntry(sequence: record.sequence, segment: id, offset: offset, length: length, meta: $0)
+                    let newest = state.index[record.key]?.sequence ?? deleted[record.key] ?? 0
+                    if record.sequence > newest {
+                        if var meta = record.meta {
+                            meta.contentType = state.contentTypes.intern(meta.contentType)
+                            state.index[record.key] = IndexEntry(
+                                sequence: record.sequence, segment: id, offset: offset, length: length, meta: meta)
+                            deleted.removeValue(forKey: record.key)
+                        } else {
+                            state.index.removeValue(forKey: record.key)
+                            deleted[record.key] = record.sequence
                         }
-                        newest[record.key] = (record.sequence, entry)
                     }
                     offset += Int64(length)
                 case .invalid:
@@ -128,11 +135,7 @@ extension LogEngine {
             if isLast { last = (segment, offset) }
         }
 
-        for (key, item) in newest {
-            guard var entry = item.entry else { continue }
-            entry.contentType = state.contentTypes.intern(entry.contentType)
-            state.index[key] = entry
-        }
+        deleted = [:]
         report.liveBlobs = state.index.count
 
         // Spill files: keep exactly those the index references.
