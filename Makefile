@@ -1,5 +1,5 @@
 # One command starts the server (`make run`), one runs every test (`make test`).
-.PHONY: build run test lint unit-test dist dist-test clean
+.PHONY: build run test lint unit-test crash-test dist dist-test clean
 
 build:
 	swift build -c release --product coffer
@@ -12,6 +12,10 @@ lint:
 
 unit-test:
 	swift test
+
+# The crash loop alone, longer: 100 SIGKILLs of a node under load (COFFER_CRASH_SEED=N replays a schedule).
+crash-test:
+	COFFER_CRASH_CYCLES=$${COFFER_CRASH_CYCLES:-100} swift test --filter CrashLoopTests
 
 dist:
 	scripts/dist.sh

@@ -64,12 +64,35 @@ let package = Package(
             dependencies: ["CofferEngine", "CofferCore", "CCRC32C"],
             resources: [.copy("Golden")]
         ),
+        // The HTTP test client (keep-alive and raw connections), digests and test data, shared by the test targets.
+        .target(
+            name: "CofferTestKit",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Tests/CofferTestKit"
+        ),
         .testTarget(
             name: "CofferHTTPTests",
             dependencies: [
                 "CofferHTTP",
                 "CofferEngine",
                 "CofferCore",
+                "CofferTestKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // The real `coffer` binary as a child process: crash loops (SIGKILL), graceful stops, restart at scale.
+        // Depends on the executable so SwiftPM builds it; the tests run it from the build directory.
+        .testTarget(
+            name: "CofferProcessTests",
+            dependencies: [
+                "coffer",
+                "CofferTestKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import CofferTestKit
 import Testing
 
 /// Concurrent requests through HTTP, each client on its own connection: create-only races have one winner, and

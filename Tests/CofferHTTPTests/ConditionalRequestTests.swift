@@ -1,3 +1,4 @@
+import CofferTestKit
 import Testing
 
 /// Conditional writes (`If-None-Match: *`, `If-Match: *`, `If-Match: "etag"`) and conditional reads

@@ -1,3 +1,4 @@
+import CofferTestKit
 import Testing
 
 /// Connection handling: keep-alive, pipelining, malformed requests, early answers with unread bodies, HEAD framing,

@@ -1,3 +1,4 @@
+import CofferTestKit
 import Testing
 
 /// `Expect: 100-continue`: the server sends `100 Continue` only when it wants the body, and answers a request it

@@ -1,3 +1,4 @@
+import CofferTestKit
 import Testing
 
 /// A client that stops mid-body and closes: nothing is committed, the previous version stays readable, and the

@@ -1,3 +1,4 @@
+import CofferTestKit
 import Testing
 
 /// Blobs of several MiB: uploaded with Content-Length or chunked, streamed back byte-exact, through both the spilled

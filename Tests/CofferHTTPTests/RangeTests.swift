@@ -1,3 +1,4 @@
+import CofferTestKit
 import Testing
 
 /// `Range: bytes=a-b | a- | -n` on inline and spilled blobs: 206 with the exact slice and `Content-Range`, 416 with

@@ -1,3 +1,4 @@
+import CofferTestKit
 import Testing
 
 /// What was acknowledged through HTTP survives a restart of the server and the engine on the same directory.

@@ -1,3 +1,4 @@
+import CofferTestKit
 import NIOHTTP1
 import Testing
 

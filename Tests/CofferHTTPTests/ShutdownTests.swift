@@ -1,4 +1,5 @@
 import CofferHTTP
+import CofferTestKit
 import NIOCore
 import Testing
 

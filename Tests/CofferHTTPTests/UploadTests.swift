@@ -1,3 +1,4 @@
+import CofferTestKit
 import Testing
 
 /// Upload framing and verification: Content-Length and chunked bodies, empty bodies, Content-MD5 and

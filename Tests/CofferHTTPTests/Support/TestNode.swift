@@ -1,5 +1,6 @@
 import CofferEngine
 import CofferHTTP
+import CofferTestKit
 import Foundation
 import Logging
 import NIOCore

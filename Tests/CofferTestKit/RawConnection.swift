@@ -4,8 +4,8 @@ import NIOPosix
 
 /// A plain TCP connection to the server: the test writes arbitrary bytes (malformed requests, pipelined requests,
 /// partial bodies) and reads back what the server sends, parsed into responses by a small independent parser.
-actor RawConnection {
-    let channel: any Channel
+public actor RawConnection {
+    public let channel: any Channel
     private var chunks: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
     private var received: [UInt8] = []
     private var peerClosed = false
@@ -19,7 +19,7 @@ actor RawConnection {
         self.timeout = timeout
     }
 
-    static func connect(port: Int, timeout: TimeAmount = .seconds(20)) async throws -> RawConnection {
+    public static func connect(port: Int, timeout: TimeAmount = .seconds(20)) async throws -> RawConnection {
         let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(5))
@@ -35,17 +35,17 @@ actor RawConnection {
     }
 
     /// Writes `bytes` in one write (one packet for small writes, with TCP_NODELAY).
-    func send(_ bytes: [UInt8]) async throws {
+    public func send(_ bytes: [UInt8]) async throws {
         try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
     }
 
-    func send(_ text: String) async throws {
+    public func send(_ text: String) async throws {
         try await send(Array(text.utf8))
     }
 
     /// Writes `bytes`, returning `false` instead of throwing when the server already closed or reset.
     @discardableResult
-    func trySend(_ bytes: [UInt8]) async -> Bool {
+    public func trySend(_ bytes: [UInt8]) async -> Bool {
         do {
             try await send(bytes)
             return true
@@ -56,7 +56,7 @@ actor RawConnection {
 
     /// The next complete response (an interim `100 Continue` counts as one), or `nil` when the server closed the
     /// connection before one was complete. `headOnly` for responses to HEAD.
-    func readResponse(headOnly: Bool = false) async throws -> TestResponse? {
+    public func readResponse(headOnly: Bool = false) async throws -> TestResponse? {
         let alarm = watchdog.arm(timeout)
         defer { alarm.cancel() }
         while true {
@@ -71,7 +71,7 @@ actor RawConnection {
     }
 
     /// Waits for at least one byte and returns what arrived (without parsing it).
-    func readSome() async throws -> [UInt8] {
+    public func readSome() async throws -> [UInt8] {
         let alarm = watchdog.arm(timeout)
         defer { alarm.cancel() }
         while received.isEmpty && !peerClosed { try await receiveMore("some bytes") }
@@ -80,7 +80,7 @@ actor RawConnection {
     }
 
     /// Reads until the server closes the connection; returns everything it sent that was not read yet.
-    func readUntilClose() async throws -> [UInt8] {
+    public func readUntilClose() async throws -> [UInt8] {
         let alarm = watchdog.arm(timeout)
         defer { alarm.cancel() }
         while !peerClosed { try await receiveMore("the server to close the connection") }
@@ -89,7 +89,7 @@ actor RawConnection {
     }
 
     /// Reads responses until the server closes the connection.
-    func responsesUntilClose() async throws -> [TestResponse] {
+    public func responsesUntilClose() async throws -> [TestResponse] {
         var rest = try await readUntilClose()[...]
         var responses: [TestResponse] = []
         while let (response, consumed) = RawResponseParser.parse(rest, headOnly: false, atEOF: true) {
@@ -100,7 +100,7 @@ actor RawConnection {
     }
 
     /// Whether the server has closed the connection (as far as this side has read).
-    var isClosedByPeer: Bool { peerClosed }
+    public var isClosedByPeer: Bool { peerClosed }
 
     private func receiveMore(_ what: String) async throws {
         var iterator = chunks
@@ -113,16 +113,16 @@ actor RawConnection {
         received += chunk.readBytes(length: chunk.readableBytes) ?? []
     }
 
-    nonisolated func close() {
+    public nonisolated func close() {
         channel.close(promise: nil)
     }
 }
 
 /// Parses one HTTP/1.1 response off the front of a byte buffer, independently of NIO's parser.
-enum RawResponseParser {
+public enum RawResponseParser {
     /// The first complete response in `bytes` and how many bytes it took, or `nil` when more bytes are needed.
     /// A response delimited by the end of the connection is only complete `atEOF`.
-    static func parse(_ bytes: ArraySlice<UInt8>, headOnly: Bool, atEOF: Bool) -> (TestResponse, Int)? {
+    public static func parse(_ bytes: ArraySlice<UInt8>, headOnly: Bool, atEOF: Bool) -> (TestResponse, Int)? {
         let crlfcrlf: [UInt8] = [13, 10, 13, 10]
         guard let headEnd = bytes.firstRange(of: crlfcrlf)?.upperBound else { return nil }
         let headText = String(decoding: bytes[bytes.startIndex..<headEnd], as: UTF8.self)
@@ -181,16 +181,16 @@ enum RawResponseParser {
 }
 
 extension StringProtocol {
-    func trimmingCharacters(in set: String) -> String {
+    public func trimmingCharacters(in set: String) -> String {
         let trimmed = self.drop(while: { set.contains($0) }).reversed().drop(while: { set.contains($0) })
         return String(trimmed.reversed())
     }
 }
 
 /// Builds raw request bytes.
-enum RawRequest {
+public enum RawRequest {
     /// A request head with `Host` and the given headers, ending with the empty line.
-    static func head(_ method: String, _ target: String, _ headers: [(String, String)] = []) -> [UInt8] {
+    public static func head(_ method: String, _ target: String, _ headers: [(String, String)] = []) -> [UInt8] {
         var text = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         for (name, value) in headers { text += "\(name): \(value)\r\n" }
         text += "\r\n"
@@ -198,15 +198,17 @@ enum RawRequest {
     }
 
     /// A complete request with a Content-Length body.
-    static func with(_ method: String, _ target: String, _ headers: [(String, String)] = [], body: [UInt8]) -> [UInt8] {
+    public static func with(
+        _ method: String, _ target: String, _ headers: [(String, String)] = [], body: [UInt8]
+    ) -> [UInt8] {
         head(method, target, headers + [("Content-Length", "\(body.count)")]) + body
     }
 
     /// One chunk of a chunked body.
-    static func chunk(_ bytes: [UInt8]) -> [UInt8] {
+    public static func chunk(_ bytes: [UInt8]) -> [UInt8] {
         Array(String(bytes.count, radix: 16).utf8) + [13, 10] + bytes + [13, 10]
     }
 
     /// The last chunk of a chunked body.
-    static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
+    public static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
 }

@@ -1,7 +1,7 @@
 /// Deterministic test bodies: the same seed always gives the same bytes, so failures reproduce.
-enum TestData {
+public enum TestData {
     /// `count` pseudo-random bytes from `seed` (SplitMix64).
-    static func bytes(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
+    public static func bytes(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
         var state = seed &* 0x9E37_79B9_7F4A_7C15
         var out = [UInt8]()
         out.reserveCapacity(count + 8)
@@ -17,13 +17,13 @@ enum TestData {
         return out
     }
 
-    static func text(_ string: String) -> [UInt8] { Array(string.utf8) }
+    public static func text(_ string: String) -> [UInt8] { Array(string.utf8) }
 
     /// Splits `bytes` into parts of at most `size` bytes.
-    static func split(_ bytes: [UInt8], every size: Int) -> [[UInt8]] {
+    public static func split(_ bytes: [UInt8], every size: Int) -> [[UInt8]] {
         stride(from: 0, to: bytes.count, by: size).map { Array(bytes[$0..<min($0 + size, bytes.count)]) }
     }
 
-    static let kib = 1024
-    static let mib = 1024 * 1024
+    public static let kib = 1024
+    public static let mib = 1024 * 1024
 }

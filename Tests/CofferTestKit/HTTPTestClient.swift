@@ -4,21 +4,27 @@ import NIOPosix
 import Synchronization
 
 /// A complete response as a client saw it.
-struct TestResponse: Sendable {
-    var status: Int
-    var headers: HTTPHeaders
-    var body: [UInt8]
+public struct TestResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+
+    public init(status: Int, headers: HTTPHeaders, body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
 
     /// The first value of header `name` (case-insensitive).
-    func header(_ name: String) -> String? { headers.first(name: name) }
+    public func header(_ name: String) -> String? { headers.first(name: name) }
 
-    var text: String { String(decoding: body, as: UTF8.self) }
+    public var text: String { String(decoding: body, as: UTF8.self) }
 
     /// The body as a flat JSON object of string values, or `nil` when it is not one.
-    var json: [String: String]? { FlatJSON.parse(text) }
+    public var json: [String: String]? { FlatJSON.parse(text) }
 
     /// Whether this is a JSON error body `{"error": code, "message": ...}` with a JSON Content-Type.
-    func isJSONError(_ code: String? = nil) -> Bool {
+    public func isJSONError(_ code: String? = nil) -> Bool {
         guard header("content-type") == "application/json", let json, let error = json["error"],
             json["message"] != nil
         else { return false }
@@ -27,11 +33,11 @@ struct TestResponse: Sendable {
 }
 
 /// Why a test connection gave up.
-enum TestClientError: Error, CustomStringConvertible {
+public enum TestClientError: Error, CustomStringConvertible {
     case timedOut(String)
     case closed(String)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .timedOut(let what): "timed out: \(what)"
         case .closed(let what): "connection closed: \(what)"
@@ -85,8 +91,8 @@ final class Watchdog: Sendable {
 
 /// A keep-alive HTTP/1.1 client on NIO: one connection, reused for every request sent through it, one request at a
 /// time. Bodies are sent with Content-Length, or chunked from parts.
-actor HTTPTestClient {
-    let channel: any Channel
+public actor HTTPTestClient {
+    public let channel: any Channel
     private var parts: AsyncThrowingStream<HTTPClientResponsePart, any Error>.AsyncIterator
     private let watchdog: Watchdog
     private let timeout: TimeAmount
@@ -100,7 +106,7 @@ actor HTTPTestClient {
         self.timeout = timeout
     }
 
-    static func connect(port: Int, timeout: TimeAmount = .seconds(20)) async throws -> HTTPTestClient {
+    public static func connect(port: Int, timeout: TimeAmount = .seconds(20)) async throws -> HTTPTestClient {
         let (stream, continuation) = AsyncThrowingStream<HTTPClientResponsePart, any Error>.makeStream()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(5))
@@ -118,7 +124,7 @@ actor HTTPTestClient {
 
     /// Sends one request and returns the complete response. `body` goes with a Content-Length (unless `headers`
     /// names one); `chunks` go with `Transfer-Encoding: chunked`, one chunk each.
-    func send(
+    public func send(
         _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
         chunks: [[UInt8]]? = nil
     ) async throws -> TestResponse {
@@ -156,7 +162,7 @@ actor HTTPTestClient {
     }
 
     /// Reads the next complete response.
-    func receive(_ what: String = "response") async throws -> TestResponse {
+    public func receive(_ what: String = "response") async throws -> TestResponse {
         let alarm = watchdog.arm(timeout)
         defer { alarm.cancel() }
         var iterator = parts
@@ -179,7 +185,7 @@ actor HTTPTestClient {
     }
 
     /// Waits until the server closes the connection; throws if it does not within the timeout.
-    func waitForClose() async throws {
+    public func waitForClose() async throws {
         let alarm = watchdog.arm(timeout)
         defer { alarm.cancel() }
         var iterator = parts
@@ -189,16 +195,16 @@ actor HTTPTestClient {
     }
 
     /// Whether the connection is still open.
-    nonisolated var isActive: Bool { channel.isActive }
+    public nonisolated var isActive: Bool { channel.isActive }
 
-    nonisolated func close() {
+    public nonisolated func close() {
         channel.close(promise: nil)
     }
 }
 
 /// A parser for the flat JSON objects the server sends (`{"k":"v",...}`, string values only).
-enum FlatJSON {
-    static func parse(_ text: String) -> [String: String]? {
+public enum FlatJSON {
+    public static func parse(_ text: String) -> [String: String]? {
         var scalars = Array(text.unicodeScalars)[...]
         func skipSpace() { while let c = scalars.first, c == " " || c == "\n" || c == "\t" { scalars.removeFirst() } }
         func expect(_ c: Unicode.Scalar) -> Bool {

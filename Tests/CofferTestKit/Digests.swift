@@ -2,9 +2,9 @@ import Foundation
 
 /// Small, independent implementations of the digests the API exchanges (the test target has no crypto dependency):
 /// MD5 for ETags and Content-MD5, SHA-256 for x-content-sha256, and base64 for Content-MD5.
-enum Digests {
+public enum Digests {
     /// MD5 (RFC 1321) of `bytes`.
-    static func md5(_ bytes: [UInt8]) -> [UInt8] {
+    public static func md5(_ bytes: [UInt8]) -> [UInt8] {
         let shifts: [UInt32] = [
             7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9,
             14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10,
@@ -55,7 +55,7 @@ enum Digests {
     }
 
     /// SHA-256 (FIPS 180-4) of `bytes`.
-    static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+    public static func sha256(_ bytes: [UInt8]) -> [UInt8] {
         let k: [UInt32] = [
             0x428a_2f98, 0x7137_4491, 0xb5c0_fbcf, 0xe9b5_dba5, 0x3956_c25b, 0x59f1_11f1, 0x923f_82a4, 0xab1c_5ed5,
             0xd807_aa98, 0x1283_5b01, 0x2431_85be, 0x550c_7dc3, 0x72be_5d74, 0x80de_b1fe, 0x9bdc_06a7, 0xc19b_f174,
@@ -103,7 +103,7 @@ enum Digests {
         return h.flatMap { word in (0..<4).reversed().map { UInt8(truncatingIfNeeded: word >> (8 * UInt32($0))) } }
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
+    public static func hex(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         for byte in bytes {
@@ -113,7 +113,7 @@ enum Digests {
         return String(decoding: out, as: UTF8.self)
     }
 
-    static func base64(_ bytes: [UInt8]) -> String {
+    public static func base64(_ bytes: [UInt8]) -> String {
         let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
         var out: [UInt8] = []
         var i = 0
@@ -131,5 +131,5 @@ enum Digests {
     }
 
     /// The ETag header value the API must send for `bytes`: the quoted lowercase hex MD5.
-    static func etag(_ bytes: [UInt8]) -> String { "\"" + hex(md5(bytes)) + "\"" }
+    public static func etag(_ bytes: [UInt8]) -> String { "\"" + hex(md5(bytes)) + "\"" }
 }
