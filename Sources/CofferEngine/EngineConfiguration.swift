@@ -22,6 +22,9 @@ public struct EngineConfiguration: Sendable {
     public var compactionInterval: Duration? = .seconds(30)
     /// A sealed segment is compacted once at least this share of its bytes is garbage.
     public var compactionThreshold: Double = 0.5
+    /// Bytes kept allocated in `<dir>/reserve` and given up when the disk fills, so deletes and compaction can still
+    /// write; 0 turns the reserve off.
+    public var reserveBytes: Int64 = 8 << 20
     /// The file-system seam; tests pass a ``FaultInjectingFileIO``.
     public var fileIO: any FileIO = PosixFileIO()
 
@@ -38,6 +41,7 @@ public struct EngineConfiguration: Sendable {
         guard inlineThreshold >= 0, largestInlineRecord <= Format.maxRecordLength else {
             throw ConfigurationError("inlineThreshold must be between 0 and \(Format.maxRecordLength / 2) bytes")
         }
+        guard reserveBytes >= 0 else { throw ConfigurationError("reserveBytes must not be negative") }
         guard maxBlobSize >= 0 else { throw ConfigurationError("maxBlobSize must not be negative") }
         guard segmentSize >= Int64(Format.segmentHeaderSize) else {
             throw ConfigurationError("segmentSize must be at least \(Format.segmentHeaderSize) bytes")

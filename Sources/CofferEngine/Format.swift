@@ -14,6 +14,8 @@ public enum Format {
     public static let recoveryDirectory = "recovery"
     /// The lock file: held with `flock(LOCK_EX)` by the one process that owns the directory.
     public static let lockFileName = "LOCK"
+    /// Space kept allocated so deletes and compaction can run on a full disk (not part of the data; may be absent).
+    public static let reserveFileName = "reserve"
     /// Segment files are named `<16 lowercase hex digits of the id>` + this suffix.
     public static let segmentSuffix = ".seg"
     /// Spill files are named `<16 lowercase hex digits of the id>` + this suffix.

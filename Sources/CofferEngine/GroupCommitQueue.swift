@@ -18,6 +18,12 @@ struct PendingWrite: Sendable {
     let condition: WriteCondition
     let continuation: CheckedContinuation<CommitOutcome, any Error>
 
+    /// `true` for a new version; deletes and relocations are the writes that free space.
+    var isPut: Bool {
+        if case .put = mutation { return true }
+        return false
+    }
+
     /// Bytes this write adds to a batch (for the batch-size cap).
     var estimatedBytes: Int {
         switch mutation {

@@ -38,11 +38,19 @@ extension LogEngine {
 
     /// Writes one batch. On success every write in it is durable and in the index before any is answered; on a
     /// failed write or fsync the segment is truncated back to where the batch began and every write in the batch
-    /// fails.
-    func commitBatch(_ batch: [PendingWrite]) {
+    /// fails. On a full disk, the writes that free space (deletes, relocations) are retried once without the space
+    /// reserve (`isRetry`), and new versions fail with 507.
+    func commitBatch(_ batch: [PendingWrite], isRetry: Bool = false) {
         if let failure = state.withLock({ $0.writeFailure }) {
             for write in batch { write.continuation.resume(throwing: failure) }
             return
+        }
+        var batch = batch
+        if !isRetry && batch.contains(where: \.isPut) && !reserve.isHeld && !reserve.tryAcquire() {
+            // The disk is full: only the writes that free space go ahead.
+            for write in batch where write.isPut { write.continuation.resume(throwing: LogEngine.diskFull) }
+            batch.removeAll { $0.isPut }
+            if batch.isEmpty { return }
         }
         var view: [String: IndexEntry?] = state.withLock { s in
             var view: [String: IndexEntry?] = [:]
@@ -116,6 +124,16 @@ extension LogEngine {
                     metadata: [
                         "segment.id": "\(writer.active.id)", "batch.writes": "\(batch.count)", "error": "\(error)",
                     ])
+                if failure == .insufficientStorage { _ = reserve.release() }
+                if failure == .insufficientStorage && !isRetry && batch.contains(where: { !$0.isPut }) {
+                    // Give up the reserve so deletes and relocations fit; new versions fail with 507.
+                    logger.warning("disk full: space reserve released for deletes and compaction")
+                    for item in staged where item.write.isPut {
+                        item.write.continuation.resume(throwing: LogEngine.diskFull)
+                    }
+                    commitBatch(batch.filter { !$0.isPut }, isRetry: true)
+                    return
+                }
                 for item in staged { item.write.continuation.resume(throwing: failure) }
                 return
             }

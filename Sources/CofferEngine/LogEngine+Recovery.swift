@@ -14,6 +14,8 @@ struct Recovered: Sendable {
     var writer: LogEngine.WriterState
     var report: RecoveryReport
     var nextSpillID: UInt64
+    /// Set by `open` once recovery is done.
+    var reserve = SpaceReserve(path: "", size: 0, io: PosixFileIO())
 }
 
 extension LogEngine {

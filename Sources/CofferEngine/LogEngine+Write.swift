@@ -58,6 +58,10 @@ extension LogEngine {
                     continue
                 }
                 if spill == nil {
+                    if !reserve.isHeld {
+                        let reserve = self.reserve
+                        guard try await ioPool.runIfActive({ reserve.tryAcquire() }) else { throw LogEngine.diskFull }
+                    }
                     let id = nextSpillID.wrappingAdd(1, ordering: .relaxed).oldValue
                     let directory = blobsPath
                     let io = self.io

@@ -52,6 +52,7 @@ public final class LogEngine: BlobStore, Sendable {
     let ioPool: NIOThreadPool
     let writerPool: NIOThreadPool
     let nextSpillID: Atomic<UInt64>
+    let reserve: SpaceReserve
     private let lockFD: CInt
     private let writerTask: Mutex<Task<Void, Never>?> = Mutex(nil)
     private let compactorTask: Mutex<Task<Void, Never>?> = Mutex(nil)
@@ -77,6 +78,7 @@ public final class LogEngine: BlobStore, Sendable {
         self.nextSpillID = Atomic(recovered.nextSpillID)
         self.ioPool = ioPool
         self.writerPool = writerPool
+        self.reserve = recovered.reserve
     }
 
     /// Opens (creating if needed) the data directory, recovers it and starts the writer.
@@ -95,7 +97,16 @@ public final class LogEngine: BlobStore, Sendable {
             let (lockFD, recovered) = try await ioPool.runIfActive {
                 let lockFD = try lockDirectory(configuration)
                 do {
-                    return (lockFD, try recover(configuration, logger: logger))
+                    var recovered = try recover(configuration, logger: logger)
+                    recovered.reserve = SpaceReserve(
+                        path: configuration.directory + "/" + Format.reserveFileName, size: configuration.reserveBytes,
+                        io: configuration.fileIO)
+                    if !(try recovered.reserve.acquire()) {
+                        logger.warning(
+                            "disk full at start: no space reserve; new blobs are refused until space is freed",
+                            metadata: ["reserve.bytes": "\(configuration.reserveBytes)"])
+                    }
+                    return (lockFD, recovered)
                 } catch {
                     Glibc.close(lockFD)
                     throw error
@@ -183,10 +194,17 @@ public final class LogEngine: BlobStore, Sendable {
         await writerTask.withLock { $0 }?.value
         try await ioPool.shutdownGracefully()
         try await writerPool.shutdownGracefully()
-        state.withLock { s in
-            s.segments.removeAll()
-            s.index.removeAll()
+        // No read or write can run any more (both pools are stopped): close every segment now, so the file system
+        // can be unmounted, rather than whenever the last reference goes.
+        let segments = state.withLock { s in
+            defer {
+                s.segments.removeAll()
+                s.index.removeAll()
+            }
+            return Array(s.segments.values)
         }
+        for segment in segments { segment.close() }
+        writer.active.close()
         Glibc.close(lockFD)
         logger.info("engine closed")
     }
@@ -211,6 +229,10 @@ public final class LogEngine: BlobStore, Sendable {
             return .io.with(message: "storage error: \(error)")
         }
     }
+
+    /// What a new version gets while the disk is full.
+    static let diskFull = StoreError.insufficientStorage.with(
+        message: "the disk is full; delete blobs (and let compaction run) to make room")
 
     static func nowMillis() -> Int64 {
         var ts = timespec()

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -13,6 +14,7 @@ final class SegmentFile: Sendable {
     let path: String
     let fd: CInt
     private let io: any FileIO
+    private let closed = Atomic(false)
 
     init(id: UInt32, path: String, fd: CInt, io: any FileIO) {
         self.id = id
@@ -22,7 +24,15 @@ final class SegmentFile: Sendable {
     }
 
     deinit {
-        try? io.close(fd)
+        close()
+    }
+
+    /// Closes the descriptor now (once). Only when no read can still use it: the engine calls it after its I/O
+    /// threads have stopped.
+    func close() {
+        if !closed.exchange(true, ordering: .acquiringAndReleasing) {
+            try? io.close(fd)
+        }
     }
 
     static func fileName(id: UInt32) -> String {

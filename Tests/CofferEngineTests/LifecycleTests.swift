@@ -95,7 +95,7 @@ struct LifecycleTests {
                 #expect(engine.recovery.segmentsScanned == 0)
                 #expect(engine.count == 0)
             }
-            #expect(Files.list(nested.path) == ["LOCK", "blobs", "recovery", "segments"])
+            #expect(Files.list(nested.path) == ["LOCK", "blobs", "recovery", "reserve", "segments"])
             #expect(Files.list(nested.segments) == ["0000000000000001.seg"])
             #expect(try Files.read(nested.segment(1)).count == Format.segmentHeaderSize)
 
