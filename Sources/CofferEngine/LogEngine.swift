@@ -130,12 +130,17 @@ public final class LogEngine: BlobStore, Sendable {
         try makeDirectories(configuration.directory, io: io)
         let fd = Glibc.open(configuration.directory + "/" + Format.lockFileName, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "open lock file") }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            Glibc.close(fd)
-            throw StoreError.unavailable.with(
-                message: "data directory \(configuration.directory) is in use by another process")
+        // A holder that is going away (a process just killed, or a child forked a moment ago that still shares the
+        // lock until it execs) lets go within moments: try for up to a second before calling the directory busy.
+        // Runs on the I/O pool, so the short sleeps block no event loop or cooperative thread.
+        for attempt in 0..<20 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return fd }
+            guard errno == EWOULDBLOCK || errno == EINTR, attempt < 19 else { break }
+            usleep(50_000)
         }
-        return fd
+        Glibc.close(fd)
+        throw StoreError.unavailable.with(
+            message: "data directory \(configuration.directory) is in use by another process")
     }
 
     /// Creates `path` and its parents (like `mkdir -p`).
