@@ -16,8 +16,9 @@ import Musl
 struct TemporaryDirectory: Sendable {
     let path: String
 
-    init() throws {
-        var template = Array("/tmp/coffer-http-test-XXXXXX".utf8CString)
+    /// A new directory under `parent` (default /tmp).
+    init(under parent: String = "/tmp") throws {
+        var template = Array((parent + "/coffer-http-test-XXXXXX").utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         guard let made else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
         path = String(cString: made)
@@ -41,6 +42,8 @@ struct NodeOptions: Sendable {
     var maxBlobSize: Int64? = nil
     var shutdownGracePeriod: TimeAmount = .seconds(5)
     var idleTimeout: TimeAmount = .seconds(30)
+    /// Any other engine setting.
+    var engine: @Sendable (inout EngineConfiguration) -> Void = { _ in }
 
     /// A small inline threshold so spilled (streamed) blobs are cheap to exercise.
     static let spilling = NodeOptions(inlineThreshold: 64 * 1024)
@@ -66,6 +69,7 @@ struct TestNode: Sendable {
         if let threshold = options.inlineThreshold { engineConfiguration.inlineThreshold = threshold }
         if let max = options.maxBlobSize { engineConfiguration.maxBlobSize = max }
         engineConfiguration.ioThreads = 2
+        options.engine(&engineConfiguration)
         let engine = try await LogEngine.open(engineConfiguration, logger: logger)
         var configuration = HTTPServerConfiguration(
             host: "127.0.0.1", port: 0, idleTimeout: options.idleTimeout,
