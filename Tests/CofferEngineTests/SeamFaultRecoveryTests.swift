@@ -91,6 +91,9 @@ struct SeamFaultRecoveryTests {
                 #expect(reads < 1000)
                 if reads >= 1000 { break }
             }
+            print(
+                "recovery read faults (\(scenario.name)): each of \(failures) reads failed in turn, open refused each time"
+            )
             #expect(failures >= 3, "recovery read the segments \(failures) times")
             try await withEngine(Self.configuration(directory, scenario)) { engine async throws in
                 #expect(engine.recovery.bytesCut == 0, "the successful open above already cut the tail")
