@@ -11,8 +11,8 @@ import Testing
 /// lineage is a crash loop: the next cycle writes on top of what the previous recovery left.
 @Suite("Power loss: crash-restart cycles under concurrent writers")
 struct PowerLossTests {
-    static let lineages = 12
-    static let cyclesPerLineage = 8
+    static let lineages = 10
+    static let cyclesPerLineage = 7
     static let writers = 6
     static let keysPerWriter = 4
     static let operationsPerWriter = 14
