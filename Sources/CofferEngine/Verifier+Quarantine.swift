@@ -110,6 +110,7 @@ extension Verifier {
     /// Appends `lines` to `quarantine/MANIFEST` (creating it with its header line) and fsyncs it. Blocking.
     ///
     /// Durability: durable on return, together with `quarantine/` itself (fsynced here).
+    /// Errors: `IOError`.
     func appendToManifest(_ lines: [String]) throws {
         let path = quarantinePath + "/" + QuarantineManifest.fileName
         let fd = try io.open(path, flags: O_WRONLY | O_CREAT, mode: 0o644)

@@ -17,7 +17,9 @@ extension Verifier {
         var meta: PutMeta?
     }
 
-    /// The whole check; the caller holds the lock. Blocking.
+    /// The whole check; the caller holds the lock. Blocking; reads only.
+    ///
+    /// Errors: `IOError` when a segment or spill file cannot be read.
     func scan() throws -> VerifyReport {
         var report = VerifyReport(directory: directory)
         let manifest = try QuarantineManifest.load(directory: quarantinePath, io: io)
