@@ -100,7 +100,7 @@ extension LogEngine {
                         }
                         offset += Int64(length)
                     case .invalid:
-                        offset = try scanner.nextValidRecord(after: offset) ?? usage.fileSize
+                        offset = try scanner.resumeOffset(afterInvalidAt: offset) ?? usage.fileSize
                     }
                 }
                 return (batch, offset)

@@ -96,19 +96,8 @@ extension LogEngine {
                     }
                     offset += Int64(length)
                 case .invalid:
-                    // Where the scan may pick up again. A record whose header is intact (the header CRC covers its
-                    // length) is stepped over whole: the bytes inside it are its data, even where they look like
-                    // records (a blob may hold a copy of a segment), and must never be indexed. One that runs past
-                    // the end of the file is a torn tail with nothing after it. Only a damaged header makes the
-                    // scan search byte by byte.
-                    let next: Int64?
-                    if let length = try scanner.headerLength(at: offset) {
-                        let end = offset + Int64(length)
-                        next = end < scanner.size ? try scanner.nextValidRecord(from: end) : nil
-                    } else {
-                        next = try scanner.nextValidRecord(after: offset)
-                    }
-                    if let next {
+                    // A record running past the end of the file is a torn tail with nothing after it.
+                    if let next = try scanner.resumeOffset(afterInvalidAt: offset) {
                         report.corruptRegions += 1
                         logger.error(
                             "corrupt region in segment skipped (left on disk)",
@@ -134,7 +123,13 @@ extension LogEngine {
                 }
             }
             state.segments[id] = segment
-            if isLast { last = (segment, offset) }
+            if isLast {
+                // A process killed before its fdatasync may have left records that are in the page cache but not on
+                // disk. Sync them now, before they are served, so a later power cut cannot take back what a reader
+                // has already seen.
+                try io.fdatasync(fd)
+                last = (segment, offset)
+            }
         }
 
         deleted = [:]

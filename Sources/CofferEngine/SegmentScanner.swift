@@ -59,6 +59,20 @@ struct SegmentScanner {
         return header.length
     }
 
+    /// Where a scan may pick up again after the invalid record at `offset`, or `nil` when nothing valid follows.
+    ///
+    /// A record whose header is intact (the header CRC covers its length) is stepped over whole: the bytes inside it
+    /// are its data, even where they look like records (a blob may hold a copy of a segment), and must never be read
+    /// as records. Only a damaged header makes the scan search byte by byte. Recovery, compaction and verify all use
+    /// this one rule.
+    mutating func resumeOffset(afterInvalidAt offset: Int64) throws -> Int64? {
+        if let length = try headerLength(at: offset) {
+            let end = offset + Int64(length)
+            return end < size ? try nextValidRecord(from: end) : nil
+        }
+        return try nextValidRecord(after: offset)
+    }
+
     /// The offset of the first fully valid record after `offset`, or `nil` if there is none.
     mutating func nextValidRecord(after offset: Int64) throws -> Int64? {
         try nextValidRecord(from: offset + 1)

@@ -84,13 +84,7 @@ extension Verifier {
                 offset += Int64(length)
             case .invalid:
                 // Exactly recovery's rule: an intact header is trusted for its length; otherwise search byte by byte.
-                let next: Int64?
-                if let length = try scanner.headerLength(at: offset) {
-                    let end = offset + Int64(length)
-                    next = end < size ? try scanner.nextValidRecord(from: end) : nil
-                } else {
-                    next = try scanner.nextValidRecord(after: offset)
-                }
+                let next = try scanner.resumeOffset(afterInvalidAt: offset)
                 let end = next ?? size
                 let kind: DamagedRegion.Kind = next != nil ? .corrupt : (isLast ? .tornTail : .corruptTail)
                 let records = try attribute(&scanner, from: offset, to: end)

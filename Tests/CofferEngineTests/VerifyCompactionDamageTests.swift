@@ -7,11 +7,8 @@ import Testing
 /// Damage that `coffer verify` reports, met by online compaction before anyone repaired it. Recovery steps over a
 /// damaged record whose header is intact (its bytes are data, even where they look like records); compaction must do
 /// the same, or it relocates a record that only exists inside another blob's bytes.
-///
-/// Known engine issue (reported, not fixed here: `LogEngine+Compaction.swift` is not this suite's to change): after a
-/// damaged record, compaction searches byte by byte (`nextValidRecord(after:)`) instead of trusting the intact header,
-/// so a tombstone carried inside a blob is relocated as a live one, with its own (higher) sequence number: a later
-/// acknowledged put of that key loses to it at the next restart. `withKnownIssue` fails once that is fixed.
+/// Searching byte by byte after a damaged record would relocate a tombstone carried inside a blob as a live one, with
+/// its own (higher) sequence number, and a later acknowledged put of that key would lose to it at the next restart.
 @Suite("Verify: damaged records and compaction")
 struct VerifyCompactionDamageTests {
     @Test("a tombstone inside a damaged blob's bytes is not relocated; a later put of its key survives a restart")
@@ -42,10 +39,7 @@ struct VerifyCompactionDamageTests {
             #expect(verify.damagedBlobs.map(\.key) == ["carrier"])
             try await withEngine(configuration) { engine async throws in
                 let found = try await engine.getIfPresent("victim")
-                let survived = found == value
-                withKnownIssue("compaction does not trust an intact header after a damaged record") {
-                    #expect(survived, "the acknowledged put of victim is lost to a tombstone from inside a blob")
-                }
+                #expect(found == value, "the acknowledged put of victim is lost to a tombstone from inside a blob")
             }
         }
     }
