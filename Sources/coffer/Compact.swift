@@ -22,12 +22,7 @@ struct Compact: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level: Logger.Level = debug ? .debug : .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(level: debug ? .debug : .info)
         var configuration = EngineConfiguration(directory: dir)
         configuration.compactionInterval = nil
         let engine = try await LogEngine.open(configuration, logger: Logger(label: "coffer"))

@@ -42,12 +42,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level: Logger.Level = debug ? .debug : .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(level: debug ? .debug : .info)
         let logger = Logger(label: "coffer")
         let (host, port) = try parseListen()
 

@@ -44,12 +44,7 @@ struct Verify: AsyncParsableCommand {
     var debug = false
 
     func run() async throws {
-        let level: Logger.Level = debug ? .debug : .warning
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(level: debug ? .debug : .warning)
         let verifier = Verifier(directory: dir)
         let exitCode: Int32
         do {
