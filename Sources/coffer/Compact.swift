@@ -2,6 +2,12 @@ import ArgumentParser
 import CofferEngine
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 struct Compact: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compact a data directory offline: rewrite sealed segments holding garbage, then exit.",
@@ -19,6 +25,10 @@ struct Compact: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...1).contains(threshold) else { throw ValidationError("--threshold must be between 0 and 1") }
+        // Offline maintenance of a directory that is not there is a typo: never create one.
+        guard access(dir + "/" + Format.segmentsDirectory, F_OK) == 0 else {
+            throw ValidationError("\(dir) is not a Coffer data directory (no \(Format.segmentsDirectory)/ in it)")
+        }
     }
 
     func run() async throws {
