@@ -29,9 +29,10 @@ enum SmallFileSystem {
         let directory = TestDirectory(path: fs.path + "/data")
         defer { directory.remove() }
         var configuration = EngineConfiguration(directory: directory.path)
-        configuration.segmentSize = 256 * 1024
+        // Segments larger than the reserve: rewriting a fully live one on the full disk cannot fit.
+        configuration.segmentSize = 512 * 1024
         configuration.inlineThreshold = 32 * 1024
-        configuration.reserveBytes = 1 << 20
+        configuration.reserveBytes = 128 * 1024
         configuration.compactionInterval = nil
 
         var acked: [String: [UInt8]] = [:]
@@ -41,6 +42,7 @@ enum SmallFileSystem {
             // inline ones until even those are refused 8 times in a row.
             var i = 0
             var consecutive = 0
+            var largeRefused = 0
             while consecutive < 8 && i < 20_000 {
                 let size = refused == 0 && i % 2 == 1 ? 300 * 1024 : 8 * 1024
                 let body = randomBytes(size, seed: UInt64(i))
@@ -50,6 +52,7 @@ enum SmallFileSystem {
                     consecutive = 0
                 } catch let error as StoreError {
                     #expect(error == .insufficientStorage)
+                    if size > testInlineThreshold { largeRefused += 1 }
                     refused += 1
                     consecutive += 1
                 }
@@ -58,12 +61,23 @@ enum SmallFileSystem {
             print("disk-full (\(fs.kind)): \(acked.count) blobs stored, then \(refused) writes refused with 507")
             #expect(acked.count > 20)
             #expect(consecutive == 8)
+            // The first refusal hit a large upload while its spill file was being written (or refused it before).
+            #expect(largeRefused >= 1)
             // Full: nothing partial is left, every acknowledged blob is intact, and a new write is still refused.
             #expect(!Files.list(directory.blobs).contains { $0.hasSuffix(".partial") })
             for (key, body) in acked { #expect(try await engine.get(key) == body) }
             await #expect(throws: StoreError.insufficientStorage) {
                 try await engine.put("one-more", randomBytes(8 * 1024, seed: 999_999))
             }
+            // ENOSPC while compacting: every sealed segment is still fully live, so rewriting one needs more room
+            // than the disk has left. The pass fails, the segments stay, nothing is lost.
+            let segmentsBefore = Files.list(directory.segments)
+            #expect(segmentsBefore.count >= 2)  // at least one sealed segment to compact
+            await #expect(throws: StoreError.insufficientStorage) { try await engine.compact(threshold: 0) }
+            // Every segment is still there (the relocation may have started a new, empty, active segment first).
+            #expect(Set(segmentsBefore).isSubset(of: Set(Files.list(directory.segments))))
+            #expect(!Files.list(directory.segments).contains { $0.hasSuffix(".partial") })
+            for (key, body) in acked { #expect(try await engine.get(key) == body) }
             // Deletes work on the full disk; then compaction reclaims the deleted inline blobs' log space.
             for key in acked.keys.sorted().enumerated().filter({ $0.offset % 2 == 0 }).map(\.element) {
                 _ = try await engine.remove(key)

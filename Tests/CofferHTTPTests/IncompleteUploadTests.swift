@@ -53,6 +53,29 @@ import Testing
         }
     }
 
+    /// The client sends part of a body and then nothing: the idle timeout closes the connection, the upload is
+    /// abandoned, its spill file removed, and the previous version stays.
+    @Test func uploadStalledPastTheIdleTimeoutIsAbandoned() async throws {
+        var options = NodeOptions.spilling
+        options.idleTimeout = .seconds(1)
+        try await withNode(options) { node in
+            let old = TestData.bytes(100 * 1024, seed: 85)
+            #expect(try await node.request(.PUT, "/store/stall", body: old).status == 201)
+            let filesBefore = node.directory.blobFiles()
+            let connection = try await node.raw(timeout: .seconds(10))
+            defer { connection.close() }
+            try await connection.send(RawRequest.head("PUT", "/store/stall", [("Content-Length", "\(400 * 1024)")]))
+            try await connection.send(TestData.bytes(150 * 1024, seed: 86))
+            #expect(await node.eventually { node.directory.blobFiles().contains { $0.hasSuffix(".partial") } })
+            // Now silence: the server must be the one to end it.
+            _ = try await connection.readUntilClose()
+            #expect(await connection.isClosedByPeer)
+            #expect(await node.eventually { node.directory.blobFiles() == filesBefore })
+            let read = try await node.request(.GET, "/store/stall")
+            #expect(read.body == old)
+        }
+    }
+
     @Test func postCutShortLeavesTheLocationFree() async throws {
         try await withNode(.spilling) { node in
             let head = RawRequest.head("POST", "/store/new", [("Content-Length", "\(1024 * 1024)")])
