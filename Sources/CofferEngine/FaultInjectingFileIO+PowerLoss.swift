@@ -73,7 +73,7 @@ extension FaultInjectingFileIO {
         try state.withLock { s in
             guard tracksPowerLoss else { throw StoreError.io.with(message: "the seam does not track power loss") }
             guard s.power.isCut else { throw StoreError.io.with(message: "applyPowerLoss needs cutPower() first") }
-            var random = PowerLossRandom(seed: seed)
+            var random = SplitMix64(seed: seed)
             var report = PowerLossReport()
             let files = s.power.files.values.sorted { $0.path < $1.path }
             for file in files where !file.ops.isEmpty {
@@ -117,7 +117,7 @@ extension FaultInjectingFileIO {
 
     /// Undoes every unsynced change of `file`, newest first, then replays a random prefix of them.
     private static func restore(
-        _ file: PowerModel.TrackedFile, options: PowerLossOptions, random: inout PowerLossRandom,
+        _ file: PowerModel.TrackedFile, options: PowerLossOptions, random: inout SplitMix64,
         report: inout PowerLossReport
     ) throws {
         let fd = Glibc.open(file.path, O_RDWR | O_CLOEXEC)

@@ -158,8 +158,9 @@ struct PowerModel {
     }
 }
 
-/// SplitMix64: the power-loss model's seeded choices.
-struct PowerLossRandom {
+/// SplitMix64: a small seeded generator, for the power-loss model's choices (and the tests' data), so a run can be
+/// replayed from its seed.
+struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
 
     init(seed: UInt64) { state = seed }

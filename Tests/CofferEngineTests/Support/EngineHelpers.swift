@@ -150,20 +150,8 @@ struct ChunkedBody: AsyncSequence, Sendable {
 /// What a ``ChunkedBody`` throws when told to fail.
 struct BodyFailure: Error {}
 
-/// Deterministic pseudo-random bytes (SplitMix64), so every run writes the same data.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// Deterministic pseudo-random bytes from the engine's `SplitMix64`, so every run writes the same data.
+extension SplitMix64 {
     mutating func bytes(_ count: Int) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(count + 8)
