@@ -30,4 +30,15 @@ public protocol BlobStore: Sendable {
     /// - Errors: ``StoreError/notFound``, ``StoreError/preconditionFailed``, ``StoreError/insufficientStorage``,
     ///   ``StoreError/io``.
     func delete(_ key: BlobKey, condition: WriteCondition) async throws -> BlobInfo
+
+    /// Answers a read at once when the store can without blocking: the bytes are in memory, or none are needed
+    /// (HEAD, 304, 412, 416, not found). Returns `nil` when the answer would need I/O; the caller then uses
+    /// ``read(_:options:)``. Never blocks, so an event loop may call it. Same guarantees as ``read(_:options:)``;
+    /// never returns a streamed body.
+    func readNow(_ key: BlobKey, options: ReadOptions) -> Result<BlobRead, StoreError>?
+}
+
+extension BlobStore {
+    /// By default nothing is answered at once.
+    public func readNow(_ key: BlobKey, options: ReadOptions) -> Result<BlobRead, StoreError>? { nil }
 }

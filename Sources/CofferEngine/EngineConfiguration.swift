@@ -25,6 +25,11 @@ public struct EngineConfiguration: Sendable {
     /// Bytes kept allocated in `<dir>/reserve` and given up when the disk fills, so deletes and compaction can still
     /// write; 0 turns the reserve off.
     public var reserveBytes: Int64 = 8 << 20
+    /// Bytes of small blobs kept in memory so reads of them need no I/O (and the HTTP layer can answer them on its
+    /// event loop); 0 turns the cache off.
+    public var readCacheBytes: Int = 64 << 20
+    /// Largest blob the read cache keeps.
+    public var readCacheMaxBlobBytes: Int = 128 * 1024
     /// The file-system seam; tests pass a ``FaultInjectingFileIO``.
     public var fileIO: any FileIO = PosixFileIO()
 

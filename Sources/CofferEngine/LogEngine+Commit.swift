@@ -159,6 +159,15 @@ extension LogEngine {
                     }
                 }
             }
+            // New small versions go to the read cache (deleted keys leave it); readers match it by sequence number.
+            for item in staged {
+                guard case .success(let outcome) = item.result, outcome.applied else { continue }
+                switch item.write.mutation {
+                case .put(_, let data?): cache.insert(item.write.key, sequence: outcome.current!.sequence, data: data)
+                case .delete: cache.remove(item.write.key)
+                default: break
+                }
+            }
             for id in obsoleteSpills {
                 do {
                     try io.unlink(SpillReader.path(directory: blobsPath, id: id))

@@ -57,6 +57,28 @@ extension LogEngine {
         throw StoreError.io.with(message: "the blob kept changing while being read; retry")
     }
 
+    /// Answers from the index alone (HEAD, 304, 412, 416, not found) or from the read cache; `nil` when the bytes must
+    /// be read from disk. Never blocks on I/O: safe on an event loop.
+    public func readNow(_ key: BlobKey, options: ReadOptions) -> Result<BlobRead, StoreError>? {
+        guard let found = state.withLock({ s -> IndexEntry?? in s.open ? .some(s.index[key.rawValue]) : nil }) else {
+            return nil  // closed: the regular path says so
+        }
+        guard let entry = found else { return .failure(.notFound) }
+        let info = entry.info
+        let decision = options.evaluate(against: info)
+        let range: Range<Int64>
+        switch decision {
+        case .full: range = 0..<info.size
+        case .partial(let selected): range = selected
+        case .notModified, .preconditionFailed, .rangeNotSatisfiable:
+            return .success(BlobRead(info: info, decision: decision, body: nil))
+        }
+        guard options.includeBody else { return .success(BlobRead(info: info, decision: decision, body: nil)) }
+        guard !entry.isSpilled, let data = cache.lookup(key.rawValue, sequence: entry.sequence) else { return nil }
+        let bytes = data.getSlice(at: data.readerIndex + Int(range.lowerBound), length: range.count)!
+        return .success(BlobRead(info: info, decision: decision, body: .buffer(bytes)))
+    }
+
     /// Reads and verifies the whole record, then slices `range` out of its data. Blocking.
     private func readInline(
         key: String, entry: IndexEntry, segment: SegmentFile, range: Range<Int64>
@@ -68,6 +90,7 @@ extension LogEngine {
             case .success(let record) = LogRecord.decode(raw, at: raw.readerIndex),
             record.sequence == entry.sequence, record.key == key, let data = record.data
         else { throw StoreError.corrupt.with(message: "record failed its checksum") }
+        cache.insert(key, sequence: entry.sequence, data: data)
         return data.getSlice(at: data.readerIndex + Int(range.lowerBound), length: range.count)!
     }
 

@@ -53,6 +53,7 @@ public final class LogEngine: BlobStore, Sendable {
     let writerPool: NIOThreadPool
     let nextSpillID: Atomic<UInt64>
     let reserve: SpaceReserve
+    let cache: ReadCache
     private let lockFD: CInt
     private let writerTask: Mutex<Task<Void, Never>?> = Mutex(nil)
     private let compactorTask: Mutex<Task<Void, Never>?> = Mutex(nil)
@@ -79,6 +80,8 @@ public final class LogEngine: BlobStore, Sendable {
         self.ioPool = ioPool
         self.writerPool = writerPool
         self.reserve = recovered.reserve
+        self.cache = ReadCache(
+            budget: configuration.readCacheBytes, maxBlobBytes: configuration.readCacheMaxBlobBytes)
     }
 
     /// Opens (creating if needed) the data directory, recovers it and starts the writer.
@@ -209,6 +212,7 @@ public final class LogEngine: BlobStore, Sendable {
             return Array(s.segments.values)
         }
         for segment in segments { segment.close() }
+        cache.removeAll()
         writer.active.close()
         Glibc.close(lockFD)
         logger.info("engine closed")

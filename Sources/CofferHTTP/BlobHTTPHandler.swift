@@ -93,6 +93,9 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             sendError(error)
             return
         }
+        if (head.method == .GET || head.method == .HEAD) && processor.answerNow(request, responder: responder) {
+            return
+        }
         var body: BodySequence?
         if head.method == .PUT || head.method == .POST {
             if let length = announcedLength, length > processor.configuration.maxBlobSize {

@@ -56,49 +56,81 @@ final class RequestProcessor: Sendable {
         }
     }
 
-    private func read(_ request: BlobRequest, responder: Responder) async throws {
+    private func readOptions(_ request: BlobRequest) -> ReadOptions {
         let headers = request.head.headers
-        let options = ReadOptions(
+        return ReadOptions(
             range: RequestHeaders.range(headers), ifMatch: RequestHeaders.etags(headers, "if-match"),
             ifNoneMatch: RequestHeaders.etags(headers, "if-none-match"), includeBody: request.method == .GET)
-        let result = try await store.read(request.key, options: options)
+    }
+
+    /// Answers a GET or HEAD on the spot when the store can without I/O (the index, or its cache of small blobs):
+    /// no task, no thread hop. Returns `false` when the request needs the regular path. Event loop only.
+    func answerNow(_ request: BlobRequest, responder: Responder) -> Bool {
+        guard let outcome = store.readNow(request.key, options: readOptions(request)) else { return false }
+        let forHead = request.method == .HEAD
+        switch outcome {
+        case .failure(let error):
+            responder.send(HTTPError(error, operation: .read), forHead: forHead)
+        case .success(let result):
+            switch readHead(result) {
+            case .failure(let error):
+                responder.send(error, forHead: forHead)
+            case .success(let head):
+                switch result.body {
+                case nil: responder.send(head.status, headers: head.headers)
+                case .buffer(let bytes): responder.send(head.status, headers: head.headers, body: bytes)
+                case .stream: return false  // never returned by readNow; the regular path would stream it
+                }
+            }
+        }
+        return true
+    }
+
+    /// The status and headers answering `result`, or the error to send instead.
+    private func readHead(_ result: BlobRead) -> Result<(status: HTTPResponseStatus, headers: HTTPHeaders), HTTPError> {
         let info = result.info
-        var response = HTTPHeaders()
-        response.add(name: "ETag", value: "\"\(info.etag)\"")
-        response.add(name: "Last-Modified", value: HTTPDate.format(epochSeconds: info.lastModifiedMillis / 1000))
-        response.add(name: "Accept-Ranges", value: "bytes")
+        var headers = HTTPHeaders()
+        headers.add(name: "ETag", value: "\"\(info.etag)\"")
+        headers.add(name: "Last-Modified", value: HTTPDate.format(epochSeconds: info.lastModifiedMillis / 1000))
+        headers.add(name: "Accept-Ranges", value: "bytes")
         let status: HTTPResponseStatus
         let length: Int64
         switch result.decision {
         case .notModified:
-            responder.send(.notModified, headers: response)
-            return
+            return .success((.notModified, headers))
         case .preconditionFailed:
-            throw HTTPError(
-                status: .preconditionFailed, code: "precondition_failed", message: "If-Match does not hold")
+            return .failure(
+                HTTPError(status: .preconditionFailed, code: "precondition_failed", message: "If-Match does not hold"))
         case .rangeNotSatisfiable:
-            throw HTTPError(
-                status: .rangeNotSatisfiable, code: "range_not_satisfiable",
-                message: "the range is outside the blob of \(info.size) bytes",
-                headers: [("Content-Range", "bytes */\(info.size)")])
+            return .failure(
+                HTTPError(
+                    status: .rangeNotSatisfiable, code: "range_not_satisfiable",
+                    message: "the range is outside the blob of \(info.size) bytes",
+                    headers: [("Content-Range", "bytes */\(info.size)")]))
         case .full:
             status = .ok
             length = info.size
         case .partial(let range):
             status = .partialContent
             length = Int64(range.count)
-            response.add(name: "Content-Range", value: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(info.size)")
+            headers.add(name: "Content-Range", value: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(info.size)")
         }
-        response.add(name: "Content-Type", value: info.contentType)
-        response.add(name: "Content-Length", value: "\(length)")
+        headers.add(name: "Content-Type", value: info.contentType)
+        headers.add(name: "Content-Length", value: "\(length)")
+        return .success((status, headers))
+    }
+
+    private func read(_ request: BlobRequest, responder: Responder) async throws {
+        let result = try await store.read(request.key, options: readOptions(request))
+        let head = try readHead(result).get()
         switch result.body {
         case nil:
-            responder.send(status, headers: response)
+            responder.send(head.status, headers: head.headers)
         case .buffer(let bytes):
-            responder.send(status, headers: response, body: bytes)
+            responder.send(head.status, headers: head.headers, body: bytes)
         case .stream(let chunks):
             do {
-                try await responder.stream(status, headers: response, body: chunks)
+                try await responder.stream(head.status, headers: head.headers, body: chunks)
             } catch {
                 // Headers are gone already: the connection was aborted so the client sees a short body.
                 logger.warning(
