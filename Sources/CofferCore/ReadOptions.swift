@@ -59,6 +59,19 @@ public struct ReadOptions: Sendable {
     }
 }
 
+extension ReadOptions {
+    /// The bytes a read decided as `decision` returns from a blob of `size` bytes: `nil` when it returns none (HEAD,
+    /// 304, 412, 416).
+    public func bodyRange(for decision: ReadDecision, size: Int64) -> Range<Int64>? {
+        guard includeBody else { return nil }
+        switch decision {
+        case .full: return 0..<size
+        case .partial(let range): return range
+        case .notModified, .preconditionFailed, .rangeNotSatisfiable: return nil
+        }
+    }
+}
+
 /// What a read resolves to before bytes are read; see ``ReadOptions/evaluate(against:)``.
 public enum ReadDecision: Sendable, Hashable {
     case full

@@ -26,14 +26,9 @@ extension LogEngine {
             }
             let info = entry.info
             let decision = options.evaluate(against: info)
-            let range: Range<Int64>
-            switch decision {
-            case .full: range = 0..<info.size
-            case .partial(let selected): range = selected
-            case .notModified, .preconditionFailed, .rangeNotSatisfiable:
+            guard let range = options.bodyRange(for: decision, size: info.size) else {
                 return BlobRead(info: info, decision: decision, body: nil)
             }
-            guard options.includeBody else { return BlobRead(info: info, decision: decision, body: nil) }
             do {
                 if entry.isSpilled {
                     return BlobRead(info: info, decision: decision, body: .stream(try await openSpill(entry, range)))
@@ -66,14 +61,9 @@ extension LogEngine {
         guard let entry = found else { return .failure(.notFound) }
         let info = entry.info
         let decision = options.evaluate(against: info)
-        let range: Range<Int64>
-        switch decision {
-        case .full: range = 0..<info.size
-        case .partial(let selected): range = selected
-        case .notModified, .preconditionFailed, .rangeNotSatisfiable:
+        guard let range = options.bodyRange(for: decision, size: info.size) else {
             return .success(BlobRead(info: info, decision: decision, body: nil))
         }
-        guard options.includeBody else { return .success(BlobRead(info: info, decision: decision, body: nil)) }
         guard !entry.isSpilled, let data = cache.lookup(key.rawValue, sequence: entry.sequence) else { return nil }
         let bytes = data.getSlice(at: data.readerIndex + Int(range.lowerBound), length: range.count)!
         return .success(BlobRead(info: info, decision: decision, body: .buffer(bytes)))
