@@ -40,7 +40,12 @@ final class BenchConnection: @unchecked Sendable {
         var matcher: BodyMatcherHandle?
         var bytesIn = 0
         var closeAfter = false
+        /// How much of the body has been written (bodies over `partSize` go out in parts, as the socket takes them).
+        var bodySent = 0
     }
+
+    /// Bodies larger than this are sent in parts of this size, each when the connection is writable.
+    static let partSize = 256 * 1024
 
     private enum Phase { case idle, prefill, running, done }
 
@@ -209,11 +214,36 @@ final class BenchConnection: @unchecked Sendable {
             head.headers.add(name: "Content-Length", value: "0")
         }
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        if let written = request.written, written.size > 0 {
-            let body = written.pattern.makeBuffer(allocator: channel.allocator)
-            channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+        sendBody(on: channel)
+    }
+
+    /// Writes the rest of the body, or as much as the socket takes (the rest on `writable`), then the end.
+    private func sendBody(on channel: any Channel) {
+        guard var request else { return }
+        let size = request.written?.size ?? 0
+        if let written = request.written {
+            while request.bodySent < size {
+                let end = min(size, request.bodySent + Self.partSize)
+                let part = written.pattern.makeBuffer(allocator: channel.allocator, range: request.bodySent..<end)
+                channel.write(HTTPClientRequestPart.body(.byteBuffer(part)), promise: nil)
+                request.bodySent = end
+                if end < size && !channel.isWritable { break }
+            }
+            self.request = request
         }
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        if request.bodySent == size {
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        } else {
+            channel.flush()
+        }
+    }
+
+    /// The connection can take more: continue a body sent in parts.
+    func writable(generation: Int) {
+        guard generation == self.generation, let channel, let request, let written = request.written,
+            request.bodySent > 0, request.bodySent < written.size
+        else { return }
+        sendBody(on: channel)
     }
 
     private static func method(_ operation: BenchOperation) -> HTTPMethod {
@@ -269,7 +299,9 @@ final class BenchConnection: @unchecked Sendable {
                 operation: request.operation, stage: request.prefill ? nil : timing?.stage(at: request.intended),
                 latencyMicros: UInt64(max(0, (now - request.intended).nanoseconds / 1000)), status: status,
                 bytesIn: request.bytesIn, bytesOut: request.written?.size ?? 0, verdict: verdict))
-        if request.closeAfter || status == nil {
+        // A body still unsent (the server answered early) leaves the connection unusable.
+        let bodyUnsent = request.bodySent < (request.written?.size ?? 0)
+        if request.closeAfter || status == nil || bodyUnsent {
             channel?.close(promise: nil)
             channel = nil
         }
@@ -295,6 +327,11 @@ private final class BenchResponseHandler: ChannelInboundHandler, @unchecked Send
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         connection.received(unwrapInboundIn(data), generation: generation)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { connection.writable(generation: generation) }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -74,14 +74,23 @@ struct BodyPattern: Sendable, Equatable {
 
     /// The whole body.
     func makeBuffer(allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: size)
-        let header = self.header
-        buffer.writeBytes(header.prefix(size))
-        var offset = min(size, Self.headerSize)
+        makeBuffer(allocator: allocator, range: 0..<size)
+    }
+
+    /// The body's bytes in `range` (for sending a large body in parts).
+    func makeBuffer(allocator: ByteBufferAllocator, range: Range<Int>) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: range.count)
+        var offset = range.lowerBound
+        if offset < Self.headerSize {
+            let header = self.header
+            let end = min(range.upperBound, Self.headerSize)
+            buffer.writeBytes(header[offset..<end])
+            offset = end
+        }
         Self.pool.withUnsafeBytes { pool in
-            while offset < size {
+            while offset < range.upperBound {
                 let from = (start + offset) % Self.poolSize
-                let length = min(size - offset, Self.poolSize)
+                let length = min(range.upperBound - offset, Self.poolSize)
                 buffer.writeBytes(UnsafeRawBufferPointer(rebasing: pool[from..<(from + length)]))
                 offset += length
             }

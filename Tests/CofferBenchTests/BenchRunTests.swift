@@ -64,6 +64,25 @@ import Testing
         }
     }
 
+    @Test func largeBodiesStreamBothWays() async throws {
+        try await BenchTestNode.with { node in
+            var configuration = try configuration(port: node.port, path: "/store", mix: "get=50,put=50")
+            // Over the engine's 1 MiB inline threshold (spilled, streamed back) and sent in parts.
+            configuration.sizes = SizeRange(1 << 20, 3 << 20)
+            configuration.concurrency = 2
+            configuration.keys = 4
+            configuration.rate = 20
+            configuration.duration = .seconds(1)
+            let report = try await BenchRunner.run(configuration)
+            // Few and slow under a loaded debug build: what counts is that every one arrived whole.
+            #expect(report.total.requests > 0)
+            #expect(report.total.status.success == report.total.requests)
+            #expect(report.invalid == 0 && report.lost == 0)
+            #expect(
+                (report.total.bytesInPerSecond + report.total.bytesOutPerSecond) * report.total.seconds >= 1_048_576)
+        }
+    }
+
     @Test func honestTestServerIsConsistent() async throws {
         let server = try await FaultyServer.start(.none)
         defer { Task { await server.stop() } }

@@ -36,6 +36,16 @@ import Testing
             allocator: ByteBufferAllocator())
         while big.readableBytes > 0 { matcher.feed(big.readSlice(length: min(77_777, big.readableBytes))!) }
         #expect(matcher.matched.count == 1)
+        // Sent in parts: the parts make up the whole body.
+        let pattern = BodyPattern(key: 9, version: 4, size: 1_300_000, seed: 777)
+        var parts = ByteBuffer()
+        for start in stride(from: 0, to: pattern.size, by: 250_001) {
+            var part = pattern.makeBuffer(
+                allocator: ByteBufferAllocator(), range: start..<min(pattern.size, start + 250_001))
+            parts.writeBuffer(&part)
+        }
+        #expect(parts == pattern.makeBuffer(allocator: ByteBufferAllocator()))
+        #expect(pattern.makeBuffer(allocator: ByteBufferAllocator(), range: 3..<10).readableBytes == 7)
     }
 
     @Test func neverWrittenKeyReadsAsAbsent() {

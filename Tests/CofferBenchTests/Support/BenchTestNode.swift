@@ -3,6 +3,7 @@ import CofferHTTP
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -29,8 +30,12 @@ struct BenchTestNode: Sendable {
         var engineConfiguration = EngineConfiguration(directory: directory)
         engineConfiguration.ioThreads = 2
         let engine = try await LogEngine.open(engineConfiguration, logger: logger)
+        // Its own event loop, not the shared singleton the other suites' servers and clients run on.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { group.shutdownGracefully { _ in } }
         let server = CofferHTTPServer(
-            store: engine, configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0), logger: logger)
+            store: engine, configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0), logger: logger,
+            group: group)
         let address: SocketAddress
         do {
             address = try await server.start()

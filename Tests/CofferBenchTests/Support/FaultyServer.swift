@@ -16,15 +16,19 @@ final class FaultyServer: Sendable {
 
     let port: Int
     private let channel: any Channel
+    private let group: MultiThreadedEventLoopGroup
 
-    private init(port: Int, channel: any Channel) {
+    private init(port: Int, channel: any Channel, group: MultiThreadedEventLoopGroup) {
         self.port = port
         self.channel = channel
+        self.group = group
     }
 
     static func start(_ fault: Fault) async throws -> FaultyServer {
         let blobs = Blobs()
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        // Its own event loop, not the shared singleton the other suites' servers and clients run on.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -34,11 +38,12 @@ final class FaultyServer: Sendable {
             }
             .bind(host: "127.0.0.1", port: 0)
             .get()
-        return FaultyServer(port: channel.localAddress!.port!, channel: channel)
+        return FaultyServer(port: channel.localAddress!.port!, channel: channel, group: group)
     }
 
     func stop() async {
         try? await channel.close()
+        try? await group.shutdownGracefully()
     }
 }
 
