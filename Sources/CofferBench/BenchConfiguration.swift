@@ -199,6 +199,8 @@ public struct BenchConfiguration: Sendable {
     public var keyPrefix: String
     /// PUT every key once before the warmup (so GETs find data); the default when the mix has GETs.
     public var prefill: Bool
+    /// GET every key once after the run and check it like any other answer (unmeasured).
+    public var finalCheck = true
     /// Event loop threads for the connections.
     public var eventLoops = System.coreCount
     /// How long after the end an unanswered request is given before its connection is closed.

@@ -35,7 +35,8 @@ final class BenchConnection: @unchecked Sendable {
         var key: Int
         var written: BodyPatternHandle?
         var intended: NIODeadline
-        var prefill: Bool
+        /// Prefill or final check: not part of the statistics (but checked).
+        var unmeasured: Bool
         var status: Int?
         var matcher: BodyMatcherHandle?
         var bytesIn = 0
@@ -47,7 +48,7 @@ final class BenchConnection: @unchecked Sendable {
     /// Bodies larger than this are sent in parts of this size, each when the connection is writable.
     static let partSize = 256 * 1024
 
-    private enum Phase { case idle, prefill, running, done }
+    private enum Phase { case idle, sweep(BenchOperation), running, done }
 
     let index: Int
     let loop: any EventLoop
@@ -62,8 +63,8 @@ final class BenchConnection: @unchecked Sendable {
     private var timing: RunTiming?
     private var nextIntended: NIODeadline?
     private var request: Request?
-    private var prefillQueue: [Int] = []
-    private var prefillDone: EventLoopPromise<Void>?
+    private var sweepQueue: [Int] = []
+    private var sweepDone: EventLoopPromise<Void>?
     private var finished: EventLoopPromise<Void>?
 
     /// Connection `index` of `configuration.concurrency`: it owns the keys `index`, `index + concurrency`, ...
@@ -78,13 +79,14 @@ final class BenchConnection: @unchecked Sendable {
         random = SplitMix64(seed: configuration.seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15))
     }
 
-    /// PUTs every key of the slice once, unmeasured.
-    func prefill() -> EventLoopFuture<Void> {
+    /// Sends `operation` once to every key of the slice, one after the other, unmeasured: PUT before the run (the
+    /// prefill), GET after it (the final check that every acknowledged write is still there).
+    func sweep(_ operation: BenchOperation) -> EventLoopFuture<Void> {
         loop.preconditionInEventLoop()
         let promise = loop.makePromise(of: Void.self)
-        prefillDone = promise
-        prefillQueue = Array((0..<model.count).reversed())
-        phase = .prefill
+        sweepDone = promise
+        sweepQueue = Array((0..<model.count).reversed())
+        phase = .sweep(operation)
         scheduleNext()
         return promise.futureResult
     }
@@ -112,13 +114,15 @@ final class BenchConnection: @unchecked Sendable {
         switch phase {
         case .idle, .done:
             return
-        case .prefill:
-            guard let key = prefillQueue.popLast() else {
+        case .sweep(let operation):
+            guard let key = sweepQueue.popLast() else {
                 phase = .idle
-                prefillDone?.succeed(())
+                channel?.close(promise: nil)
+                channel = nil
+                sweepDone?.succeed(())
                 return
             }
-            start(.put, key: key, intended: .now(), prefill: true)
+            start(operation, key: key, intended: .now(), unmeasured: true)
         case .running:
             guard let timing else { return }
             let now = NIODeadline.now()
@@ -153,12 +157,13 @@ final class BenchConnection: @unchecked Sendable {
 
     private func startRandom(intended: NIODeadline) {
         let operation = configuration.mix.pick(Int(random.next() % UInt64(configuration.mix.total)))
-        start(operation, key: Int(random.next() % UInt64(model.count)), intended: intended, prefill: false)
+        start(operation, key: Int(random.next() % UInt64(model.count)), intended: intended, unmeasured: false)
     }
 
-    private func start(_ operation: BenchOperation, key: Int, intended: NIODeadline, prefill: Bool) {
+    private func start(_ operation: BenchOperation, key: Int, intended: NIODeadline, unmeasured: Bool) {
         let written = operation.writesBody ? model.newVersion(key) : nil
-        request = Request(operation: operation, key: key, written: written, intended: intended, prefill: prefill)
+        request = Request(
+            operation: operation, key: key, written: written, intended: intended, unmeasured: unmeasured)
         if let channel, channel.isActive {
             send(on: channel)
         } else {
@@ -296,7 +301,7 @@ final class BenchConnection: @unchecked Sendable {
         let now = NIODeadline.now()
         shard.record(
             Sample(
-                operation: request.operation, stage: request.prefill ? nil : timing?.stage(at: request.intended),
+                operation: request.operation, stage: request.unmeasured ? nil : timing?.stage(at: request.intended),
                 latencyMicros: UInt64(max(0, (now - request.intended).nanoseconds / 1000)), status: status,
                 bytesIn: request.bytesIn, bytesOut: request.written?.size ?? 0, verdict: verdict))
         // A body still unsent (the server answered early) leaves the connection unusable.

@@ -12,7 +12,8 @@ extension BenchReport {
             lines.append("integrity: 0 invalid, 0 lost")
         }
         if unmeasuredRequests > 0 {
-            lines.append("unmeasured (prefill, warmup): \(unmeasuredRequests) requests, \(unmeasuredErrors) errors")
+            lines.append(
+                "unmeasured (prefill, warmup, final check): \(unmeasuredRequests) requests, \(unmeasuredErrors) errors")
         }
         if stages.count > 1 {
             for stage in stages {

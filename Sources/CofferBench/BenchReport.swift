@@ -127,12 +127,12 @@ public struct BenchReport: Codable, Sendable {
     public var rate: Double?
     public var durationSeconds: Double
     public var warmupSeconds: Double
-    /// GETs that returned bytes no acknowledged or in-doubt write produced, over the whole run (prefill and warmup
-    /// included).
+    /// GETs that returned bytes no acknowledged or in-doubt write produced, over the whole run (prefill, warmup and
+    /// the final check included).
     public var invalid: Int
     /// Acknowledged writes answered as absent, over the whole run.
     public var lost: Int
-    /// Requests outside the measured time (prefill, warmup), and how many of them failed.
+    /// Requests outside the measured time (prefill, warmup, the final check), and how many of them failed.
     public var unmeasuredRequests: Int
     public var unmeasuredErrors: Int
     /// Every stage together.

@@ -24,7 +24,7 @@ public struct BenchProgress: Sendable {
 }
 
 /// Runs a benchmark: opens one connection per concurrency slot on its own event loop group, prefills, warms up,
-/// measures each stage, and reports.
+/// measures each stage, reads every key back once (the final check), and reports.
 public enum BenchRunner {
     /// Runs `configuration` to its end; `progress` is called once a second from a task (not an event loop).
     public static func run(
@@ -58,7 +58,7 @@ public enum BenchRunner {
                 BenchProgress(
                     phase: "prefill", elapsedSeconds: 0, requestsPerSecond: 0, errors: 0, p99Ms: 0,
                     invalid: 0, lost: 0))
-            let done = connections.map { connection in connection.loop.flatSubmit { connection.prefill() } }
+            let done = connections.map { connection in connection.loop.flatSubmit { connection.sweep(.put) } }
             try await EventLoopFuture.andAllSucceed(done, on: loops[0]).get()
             for shard in shards { _ = shard.takeInterval() }
         }
@@ -110,6 +110,10 @@ public enum BenchRunner {
         }
         try await EventLoopFuture.andAllSucceed(finished, on: loops[0]).get()
         abort.cancel()
+        if configuration.finalCheck {
+            let done = connections.map { connection in connection.loop.flatSubmit { connection.sweep(.get) } }
+            try await EventLoopFuture.andAllSucceed(done, on: loops[0]).get()
+        }
         return report(configuration, shards: shards.map { $0.snapshot() }, timing: timing, perSecond: perSecond)
     }
 

@@ -18,7 +18,8 @@ struct Bench: AsyncParsableCommand {
             Wrong bytes count as invalid, a 404 for an acknowledged write as lost. Works against /store, /object, \
             /api/fileserver and any server taking PUT, GET and DELETE (nginx WebDAV). Keys are letters and digits \
             under a random prefix, so each run starts from absent keys; with GETs in the mix every key is PUT once \
-            before the warmup (--no-prefill to skip).
+            before the warmup (--no-prefill to skip), and every key is read back once after the run, checked like any \
+            other answer (--no-final-check to skip).
 
             Exit status: 0 when every answer was consistent; 1 when any data was invalid or lost; 64 bad arguments.
             """
@@ -60,6 +61,9 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Do not PUT every key before the warmup.")
     var noPrefill = false
 
+    @Flag(help: "Do not GET every key once after the run.")
+    var noFinalCheck = false
+
     @Option(help: "Event loop threads for the connections (default: one per core).")
     var threads: Int?
 
@@ -85,6 +89,7 @@ struct Bench: AsyncParsableCommand {
             configuration.rampStages = ramp ? rampStages : 1
             if let keyPrefix { configuration.keyPrefix = keyPrefix }
             if noPrefill { configuration.prefill = false }
+            if noFinalCheck { configuration.finalCheck = false }
             if let threads { configuration.eventLoops = threads }
             if let seed { configuration.seed = seed }
             try configuration.validate()

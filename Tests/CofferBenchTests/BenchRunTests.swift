@@ -112,6 +112,22 @@ import Testing
         #expect(report.exitCode == 1)
     }
 
+    @Test func finalCheckReadsEveryKeyBack() async throws {
+        let server = try await FaultyServer.start(.forget)
+        defer { Task { await server.stop() } }
+        // Only writes during the run: the loss shows only when the keys are read back afterwards.
+        var configuration = try configuration(port: server.port, path: "", mix: "put=1")
+        configuration.duration = .milliseconds(500)
+        configuration.finalCheck = false
+        let unchecked = try await BenchRunner.run(configuration)
+        #expect(unchecked.lost == 0 && unchecked.exitCode == 0)
+        configuration.finalCheck = true
+        configuration.keyPrefix += "x"
+        let checked = try await BenchRunner.run(configuration)
+        #expect(checked.lost > 0 && checked.exitCode == 1)
+        #expect(checked.unmeasuredRequests >= configuration.keys)
+    }
+
     @Test func refusedConnectionsAreErrorsNotIntegrityFailures() async throws {
         // A port nothing listens on (bound by the server, then released).
         let server = try await FaultyServer.start(.none)
