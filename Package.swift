@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // Hardware CRC32C (SSE4.2 / ARMv8 CRC) with a portable table fallback.
@@ -49,6 +50,21 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // `coffer gateway`: backends (S3 with SigV4, plain HTTP), Docker discovery, rendezvous sharding, per-backend
+        // caps, retries and circuit breakers, and the sharded store that the HTTP layer serves. No file formats.
+        .target(
+            name: "CofferGateway",
+            dependencies: [
+                "CofferCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // `coffer bench`: the load generator on SwiftNIO with per-key integrity checking. No ArgumentParser.
         .target(
             name: "CofferBench",
@@ -65,6 +81,7 @@ let package = Package(
                 "CofferBench",
                 "CofferCore",
                 "CofferEngine",
+                "CofferGateway",
                 "CofferHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -109,6 +126,22 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The gateway against real backends on loopback: moto S3 servers, Coffer nodes, slow fileservers, dockerd.
+        .testTarget(
+            name: "CofferGatewayTests",
+            dependencies: [
+                "CofferGateway",
+                "CofferHTTP",
+                "CofferEngine",
+                "CofferCore",
+                "CofferTestKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
