@@ -1,5 +1,5 @@
 # One command starts the server (`make run`), one runs every test (`make test`).
-.PHONY: build run test lint unit-test crash-test bench-smoke dist dist-test clean
+.PHONY: build run test lint unit-test crash-test bench-smoke compose-check dist dist-test clean
 
 build:
 	swift build -c release --product coffer
@@ -10,10 +10,12 @@ run: build
 lint:
 	swift format lint --strict -r Sources Tests Package.swift
 
-# In-process suites (the disk-full ones on a small ext4 mount), then the suites that run `coffer` as a child process,
-# in their own run: a fork beside the in-process suites would briefly share their descriptors (their directory locks).
+# In-process suites (the disk-full ones on a small ext4 mount); then the suites that measure the process's own memory
+# (`ConstantMemory` in their name), alone so no other test moves it; then the suites that run `coffer` as a child
+# process, in their own run: a fork beside the in-process suites would briefly share their descriptors (their locks).
 unit-test:
-	scripts/with-small-fs.sh swift test --skip CofferProcessTests
+	scripts/with-small-fs.sh swift test --skip 'CofferProcessTests|ConstantMemory'
+	swift test --skip-build --filter ConstantMemory
 	swift test --skip-build --filter CofferProcessTests
 
 # The crash loop alone, longer: 100 SIGKILLs of a node under load (COFFER_CRASH_SEED=N replays a schedule).
@@ -39,13 +41,18 @@ bench-smoke:
 	then cat "$$dir/report.json"; echo "bench-smoke: 0 passed, 1 failed (exit $$status, $${requests:-0} requests)"; exit 1; fi; \
 	echo "coffer bench: $$requests requests in 3 s, 0 invalid, 0 lost"; echo "bench-smoke: 1 passed, 0 failed"
 
+# The deployment files parse: docker-compose.yml (Debian's docker-compose; no Docker engine or registry is needed).
+compose-check:
+	@docker-compose -f docker-compose.yml config -q && grep -q '^FROM .* AS build' Dockerfile \
+	    && echo "compose-check: 1 passed, 0 failed" || { echo "compose-check: 0 passed, 1 failed"; exit 1; }
+
 dist:
 	scripts/dist.sh
 
 dist-test: dist
 	scripts/dist-test.sh
 
-test: lint unit-test bench-smoke dist-test
+test: lint unit-test bench-smoke compose-check dist-test
 
 clean:
 	rm -rf .build .build-dist challenge.tar.gz

@@ -15,7 +15,7 @@ struct Coffer: AsyncParsableCommand {
             `coffer serve` runs one storage node: an HTTP/1.1 API over a crash-safe log engine.
             Run as `challenge-executable`, the binary serves with its defaults.
             """,
-        subcommands: [Serve.self, Compact.self, Verify.self, Bench.self]
+        subcommands: [Serve.self, Gateway.self, Compact.self, Verify.self, Bench.self]
     )
 
     /// Installed as `challenge/bin/challenge-executable`, the binary serves with its defaults when given no command.

@@ -27,24 +27,15 @@ struct Serve: AsyncParsableCommand {
     var idleTimeout: Int64 = 60
 
     func validate() throws {
-        _ = try parseListen()
+        _ = try ListenAddress(listen)
         guard maxBlobSize.bytes > 0 else { throw ValidationError("--max-blob-size must be positive") }
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
-    }
-
-    func parseListen() throws -> (host: String, port: Int) {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
-            (0...65535).contains(port)
-        else { throw ValidationError("--listen must be HOST:PORT, e.g. 0.0.0.0:7777") }
-        var host = String(listen[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host.isEmpty ? "0.0.0.0" : host, port)
     }
 
     func run() async throws {
         bootstrapLogging(level: debug ? .debug : .info)
         let logger = Logger(label: "coffer")
-        let (host, port) = try parseListen()
+        let address = try ListenAddress(listen)
 
         var engineConfiguration = EngineConfiguration(directory: dir)
         engineConfiguration.maxBlobSize = maxBlobSize.bytes
@@ -53,7 +44,8 @@ struct Serve: AsyncParsableCommand {
         let server = CofferHTTPServer(
             store: engine,
             configuration: HTTPServerConfiguration(
-                host: host, port: port, maxBlobSize: maxBlobSize.bytes, idleTimeout: .seconds(idleTimeout)),
+                host: address.host, port: address.port, maxBlobSize: maxBlobSize.bytes,
+                idleTimeout: .seconds(idleTimeout)),
             logger: logger)
         do {
             try await server.start()

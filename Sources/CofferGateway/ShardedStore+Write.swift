@@ -1,0 +1,303 @@
+import CofferCore
+import Crypto
+import FoundationEssentials
+import NIOCore
+
+// Writes: placement, conditions, buffered and streamed bodies, replica outcomes.
+extension ShardedStore {
+    /// Stores `body` on the key's R write targets (see the type's documentation).
+    ///
+    /// - Durability: returns once every one of the R backends acknowledged the write (what each promises then: a
+    ///   Coffer node has fsynced, MinIO has written to its drives).
+    /// - Errors: ``StoreError/alreadyExists``, ``StoreError/preconditionFailed`` (conditions, checked before writing);
+    ///   ``StoreError/incompleteBody``, ``StoreError/digestMismatch`` (nothing is stored); ``StoreError/tooLarge``
+    ///   for a body over ``Configuration/bufferLimit`` without a Content-Length; ``StoreError/unavailable`` when fewer
+    ///   than R backends are healthy or one failed; ``StoreError/busy``; ``StoreError/insufficientStorage``. After
+    ///   an error some replicas may hold the new version (they are remembered, and reads stay consistent).
+    public func write(
+        _ key: BlobKey,
+        body: some AsyncSequence<ByteBuffer, any Error> & Sendable,
+        options: WriteOptions
+    ) async throws -> WriteResult {
+        if let expected = options.expectedLength, expected < 0 {
+            throw StoreError.incompleteBody.with(message: "the announced length \(expected) is negative")
+        }
+        let name = key.rawValue
+        await locks.lock(name)
+        defer { locks.unlock(name) }
+        generations.bump(name)
+        cache?.invalidate(name)
+        do {
+            let (result, bytes) = try await writeLocked(key, body: body, options: options)
+            let generation = generations.bump(name)
+            cache?.invalidate(name)
+            if let cache, let bytes {
+                cache.insert(name, info: result.info, bytes: bytes) { generations.current(name) == generation }
+            }
+            return result
+        } catch {
+            generations.bump(name)
+            cache?.invalidate(name)
+            throw error
+        }
+    }
+
+    /// The write, holding the key's lock. Returns the result and, for a buffered body, its bytes (for the cache).
+    private func writeLocked(
+        _ key: BlobKey,
+        body: some AsyncSequence<ByteBuffer, any Error> & Sendable,
+        options: WriteOptions
+    ) async throws -> (WriteResult, ByteBuffer?) {
+        let name = key.rawValue
+        let snapshot = self.snapshot
+        let route = route(name, in: snapshot)
+        defer { release(route) }
+        let ranked = route.gates
+        let targets = writeTargets(ranked, in: snapshot)
+        let replicas = replicaCount(snapshot)
+        guard !targets.isEmpty, targets.count == replicas else {
+            throw StoreError.unavailable.with(
+                message: "\(targets.count) of the \(replicas) backends this key needs are healthy")
+        }
+        var created = true
+        if options.condition != .none {
+            let current: BlobInfo?
+            do {
+                current = try await read(key, options: ReadOptions(includeBody: false)).info
+            } catch let error as StoreError where error == .notFound {
+                current = nil
+            }
+            if let refusal = Self.refusal(options.condition, current: current) { throw refusal }
+            created = current == nil
+        }
+        let contentType = options.contentType
+        var iterator = body.makeAsyncIterator()
+        var check = BodyCheck(options)
+        let results: [(BackendGate, Result<BackendObject, any Error>)]
+        var buffered: ByteBuffer?
+        if let length = options.expectedLength, length > Int64(configuration.bufferLimit) {
+            results = try await streamWrite(
+                name, iterator: &iterator, length: length, check: &check, targets: targets, contentType: contentType)
+        } else {
+            var buffer = ByteBuffer()
+            buffer.reserveCapacity(Int(options.expectedLength ?? 16 * 1024))
+            while let chunk = try await Self.nextChunk(&iterator) {
+                try check.update(chunk)
+                if buffer.readableBytes + chunk.readableBytes > configuration.bufferLimit {
+                    throw StoreError.tooLarge.with(
+                        message: "bodies over \(configuration.bufferLimit) bytes need a Content-Length here")
+                }
+                buffer.writeImmutableBuffer(chunk)
+            }
+            try check.finish()
+            buffered = buffer
+            results = await putAll(name, targets: targets, contentType: contentType) { _ in .buffer(buffer) }
+        }
+        let primary = try settle(name, ranked: ranked, targets: targets, results: results)
+        let info = BlobInfo(
+            size: check.count, etag: primary.etag ?? check.md5Hex,
+            lastModifiedMillis: primary.lastModifiedMillis ?? Int64(Date().timeIntervalSince1970 * 1000),
+            contentType: contentType ?? BlobInfo.defaultContentType)
+        return (WriteResult(created: created, info: info), buffered)
+    }
+
+    /// Why `condition` refuses a write over `current`, or `nil`.
+    static func refusal(_ condition: WriteCondition, current: BlobInfo?) -> StoreError? {
+        switch condition {
+        case .none: return nil
+        case .ifAbsent: return current == nil ? nil : .alreadyExists
+        case .ifPresent: return current == nil ? .preconditionFailed : nil
+        case .ifMatch(let etags):
+            guard let current, etags.contains(where: { $0 == "*" || $0 == current.etag }) else {
+                return .preconditionFailed
+            }
+            return nil
+        }
+    }
+
+    /// The next chunk of a client's body; its failure (the client went away) is ``StoreError/incompleteBody``.
+    static func nextChunk<I: AsyncIteratorProtocol>(_ iterator: inout I) async throws -> ByteBuffer?
+    where I.Element == ByteBuffer {
+        do {
+            return try await iterator.next()
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw StoreError.incompleteBody.with(message: "the body ended early: \(error)")
+        }
+    }
+
+    /// Sends `body(i)` to each target at once; returns every outcome in target order.
+    func putAll(
+        _ key: String,
+        targets: [BackendGate],
+        contentType: String?,
+        body: (Int) -> BackendBody
+    ) async -> [(BackendGate, Result<BackendObject, any Error>)] {
+        await withTaskGroup(of: (Int, Result<BackendObject, any Error>).self) { group in
+            for (index, gate) in targets.enumerated() {
+                let payload = body(index)
+                group.addTask {
+                    do {
+                        return (index, .success(try await gate.put(key, body: payload, contentType: contentType)))
+                    } catch {
+                        return (index, .failure(error))
+                    }
+                }
+            }
+            var outcomes = [Result<BackendObject, any Error>?](repeating: nil, count: targets.count)
+            for await (index, outcome) in group { outcomes[index] = outcome }
+            return zip(targets, outcomes.map { $0! }).map { ($0, $1) }
+        }
+    }
+
+    /// Streams the body to every target at once through bounded pipes, holding the last chunk back until the body
+    /// passed its checks: on a failed check every pipe fails, so no backend receives the announced length and none
+    /// stores anything. Throws the client's error (the body's), else returns each target's outcome.
+    private func streamWrite<I: AsyncIteratorProtocol>(
+        _ key: String,
+        iterator: inout I,
+        length: Int64,
+        check: inout BodyCheck,
+        targets: [BackendGate],
+        contentType: String?
+    ) async throws -> [(BackendGate, Result<BackendObject, any Error>)] where I.Element == ByteBuffer {
+        let pipes = targets.map { _ in ChunkPipe(capacity: 4) }
+        return try await withThrowingTaskGroup(of: (Int, Result<BackendObject, any Error>).self) { group in
+            for (index, gate) in targets.enumerated() {
+                let pipe = pipes[index]
+                group.addTask {
+                    defer { pipe.close() }
+                    do {
+                        let body = BackendBody.stream(length: length, pipe.stream)
+                        return (index, .success(try await gate.put(key, body: body, contentType: contentType)))
+                    } catch {
+                        return (index, .failure(error))
+                    }
+                }
+            }
+            var clientError: (any Error)?
+            do {
+                var held: ByteBuffer?
+                var abandoned = false
+                while let chunk = try await Self.nextChunk(&iterator) {
+                    try check.update(chunk)
+                    if let previous = held {
+                        for pipe in pipes { await pipe.send(previous) }
+                    }
+                    held = chunk
+                    if pipes.allSatisfy(\.isClosed) {
+                        abandoned = true  // every replica failed: stop reading; their errors tell why
+                        break
+                    }
+                }
+                if !abandoned {
+                    try check.finish()
+                    if let held {
+                        for pipe in pipes { await pipe.send(held) }
+                    }
+                    for pipe in pipes { pipe.finish() }
+                }
+            } catch {
+                clientError = error
+                for pipe in pipes { pipe.fail(error) }
+            }
+            var outcomes = [Result<BackendObject, any Error>?](repeating: nil, count: targets.count)
+            for try await (index, outcome) in group { outcomes[index] = outcome }
+            if let clientError { throw clientError }
+            return zip(targets, outcomes.map { $0! }).map { ($0, $1) }
+        }
+    }
+
+    /// Accounts for the replicas' outcomes: replicas that got the write are current; those that failed, and the
+    /// ranked backends skipped as unhealthy, are marked outdated when at least one replica got it. Returns the
+    /// primary's answer, or throws the most telling failure.
+    func settle(
+        _ key: String,
+        ranked: [BackendGate],
+        targets: [BackendGate],
+        results: [(BackendGate, Result<BackendObject, any Error>)]
+    ) throws -> BackendObject {
+        var succeeded: [String] = []
+        var failed: [String] = []
+        var errors: [any Error] = []
+        var primary: BackendObject?
+        for (gate, outcome) in results {
+            switch outcome {
+            case .success(let object):
+                succeeded.append(gate.id)
+                if primary == nil { primary = object }
+            case .failure(let error):
+                failed.append(gate.id)
+                errors.append(error)
+            }
+        }
+        if !succeeded.isEmpty, configuration.placement == .hashed {
+            stale.clear(key, backends: succeeded)
+            // Backends ranked above the last target that were skipped (unhealthy) still hold the old state.
+            let lastTarget = targets.last.flatMap { last in ranked.firstIndex { $0 === last } } ?? -1
+            let skipped = ranked.prefix(lastTarget + 1).filter { gate in !targets.contains { $0 === gate } }
+            if !stale.mark(key, backends: failed + skipped.map(\.id)) {
+                logger.warning(
+                    "too many outdated replicas to track; a read may return an older version",
+                    metadata: ["blob.key": "\(key)"])
+            }
+        }
+        if !errors.isEmpty {
+            let error = Self.worst(errors)
+            logger.warning(
+                "write failed",
+                metadata: ["blob.key": "\(key)", "error": "\(error)", "replicasWritten": "\(succeeded)"])
+            throw error
+        }
+        return primary!
+    }
+}
+
+/// The checks of a body against what the client announced: length, MD5, SHA-256. The MD5 is always computed (it
+/// is the etag when a backend gives none).
+struct BodyCheck {
+    private let expectedLength: Int64?
+    private let expectedMD5: [UInt8]?
+    private let expectedSHA256: [UInt8]?
+    private var md5 = Insecure.MD5()
+    private var sha256: SHA256?
+    private(set) var count: Int64 = 0
+    private(set) var md5Hex = ""
+
+    init(_ options: WriteOptions) {
+        expectedLength = options.expectedLength
+        expectedMD5 = options.expectedMD5
+        expectedSHA256 = options.expectedSHA256
+        sha256 = options.expectedSHA256 == nil ? nil : SHA256()
+    }
+
+    /// Adds `chunk`; fails as soon as the body runs past its announced length.
+    mutating func update(_ chunk: ByteBuffer) throws {
+        count += Int64(chunk.readableBytes)
+        if let expectedLength, count > expectedLength {
+            throw StoreError.incompleteBody.with(message: "the body is longer than its announced length")
+        }
+        chunk.withUnsafeReadableBytes { raw in
+            md5.update(bufferPointer: raw)
+            sha256?.update(bufferPointer: raw)
+        }
+    }
+
+    /// Checks the whole body.
+    mutating func finish() throws {
+        if let expectedLength, count != expectedLength {
+            throw StoreError.incompleteBody.with(
+                message: "the body has \(count) bytes but \(expectedLength) were announced")
+        }
+        let digest = Array(md5.finalize())
+        if let expectedMD5, expectedMD5 != digest {
+            throw StoreError.digestMismatch.with(message: "the body does not match its Content-MD5")
+        }
+        if let expectedSHA256, let sha256, Array(sha256.finalize()) != expectedSHA256 {
+            throw StoreError.digestMismatch.with(message: "the body does not match its x-content-sha256")
+        }
+        md5Hex = GatewayDigest.hex(digest)
+    }
+}
