@@ -135,21 +135,23 @@ extension ShardedStore {
         contentType: String?,
         body: (Int) -> BackendBody
     ) async -> [(BackendGate, Result<BackendObject, any Error>)] {
-        await withTaskGroup(of: (Int, Result<BackendObject, any Error>).self) { group in
+        let payloads = targets.indices.map(body)
+        // Each child stores its outcome in its own slot and returns nothing: a task group whose children return a
+        // tuple holding `Result<_, any Error>` read back a wrong index in release builds (Swift 6.3.1).
+        let slots = OutcomeSlots(count: targets.count)
+        await withTaskGroup(of: Void.self) { group in
             for (index, gate) in targets.enumerated() {
-                let payload = body(index)
+                let payload = payloads[index]
                 group.addTask {
                     do {
-                        return (index, .success(try await gate.put(key, body: payload, contentType: contentType)))
+                        slots.set(index, .success(try await gate.put(key, body: payload, contentType: contentType)))
                     } catch {
-                        return (index, .failure(error))
+                        slots.set(index, .failure(error))
                     }
                 }
             }
-            var outcomes = [Result<BackendObject, any Error>?](repeating: nil, count: targets.count)
-            for await (index, outcome) in group { outcomes[index] = outcome }
-            return zip(targets, outcomes.map { $0! }).map { ($0, $1) }
         }
+        return Array(zip(targets, slots.outcomes))
     }
 
     /// Streams the body to every target at once through bounded pipes, holding the last chunk back until the body
@@ -164,16 +166,17 @@ extension ShardedStore {
         contentType: String?
     ) async throws -> [(BackendGate, Result<BackendObject, any Error>)] where I.Element == ByteBuffer {
         let pipes = targets.map { _ in ChunkPipe(capacity: 4) }
-        return try await withThrowingTaskGroup(of: (Int, Result<BackendObject, any Error>).self) { group in
+        let slots = OutcomeSlots(count: targets.count)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, gate) in targets.enumerated() {
                 let pipe = pipes[index]
                 group.addTask {
                     defer { pipe.close() }
                     do {
                         let body = BackendBody.stream(length: length, pipe.stream)
-                        return (index, .success(try await gate.put(key, body: body, contentType: contentType)))
+                        slots.set(index, .success(try await gate.put(key, body: body, contentType: contentType)))
                     } catch {
-                        return (index, .failure(error))
+                        slots.set(index, .failure(error))
                     }
                 }
             }
@@ -203,10 +206,9 @@ extension ShardedStore {
                 clientError = error
                 for pipe in pipes { pipe.fail(error) }
             }
-            var outcomes = [Result<BackendObject, any Error>?](repeating: nil, count: targets.count)
-            for try await (index, outcome) in group { outcomes[index] = outcome }
+            try await group.waitForAll()
             if let clientError { throw clientError }
-            return zip(targets, outcomes.map { $0! }).map { ($0, $1) }
+            return Array(zip(targets, slots.outcomes))
         }
     }
 
