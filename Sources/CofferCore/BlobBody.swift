@@ -16,10 +16,16 @@ public struct ByteStream: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
 
     private let makeNext: @Sendable () -> (@Sendable () async throws -> ByteBuffer?)
+    /// When the bytes sit contiguous in one file: a consumer that can send straight from a file (sendfile) may use
+    /// this instead of iterating. Either way gives the same bytes, verified the same way.
+    public let file: FileSlices?
 
     /// `makeNext` is called once per iteration and returns the function that yields the next chunk or `nil` at end.
-    public init(_ makeNext: @escaping @Sendable () -> (@Sendable () async throws -> ByteBuffer?)) {
+    public init(
+        file: FileSlices? = nil, _ makeNext: @escaping @Sendable () -> (@Sendable () async throws -> ByteBuffer?)
+    ) {
         self.makeNext = makeNext
+        self.file = file
     }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
@@ -28,4 +34,32 @@ public struct ByteStream: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(next: makeNext()) }
+}
+
+/// The bytes of a stream as a range of one file, to be sent slice by slice without passing through user memory.
+///
+/// A consumer must call ``verify`` on each slice before it sends that slice; `verify` throws ``StoreError/corrupt``
+/// (or ``StoreError/io``) instead of letting bad bytes go out, like a stream's iteration does.
+public struct FileSlices: Sendable {
+    /// The file offsets of the bytes.
+    public let range: Range<Int64>
+    /// The preferred slice length; slices should start at multiples of it (relative to offset 0 of the file).
+    public let sliceSize: Int
+    /// Returns a new descriptor of the file, open for reading, which the caller owns and closes.
+    public let duplicateDescriptor: @Sendable () throws -> CInt
+    /// Checks the bytes of a slice (file offsets within ``range``) against their checksums. May block on I/O, so it
+    /// runs on the store's own threads.
+    public let verify: @Sendable (Range<Int64>) async throws -> Void
+
+    public init(
+        range: Range<Int64>,
+        sliceSize: Int,
+        duplicateDescriptor: @escaping @Sendable () throws -> CInt,
+        verify: @escaping @Sendable (Range<Int64>) async throws -> Void
+    ) {
+        self.range = range
+        self.sliceSize = sliceSize
+        self.duplicateDescriptor = duplicateDescriptor
+        self.verify = verify
+    }
 }

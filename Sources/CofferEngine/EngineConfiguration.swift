@@ -16,6 +16,9 @@ public struct EngineConfiguration: Sendable {
     public var ioThreads: Int = 4
     /// Bytes per chunk when streaming a spill file (a multiple of ``Format/spillBlockSize``).
     public var readChunkSize: Int = 4 * Format.spillBlockSize
+    /// Bytes per slice when a spilled blob is sent straight from its file (verified, then sendfile); 0 streams every
+    /// read through memory instead.
+    public var fileSliceSize: Int = 16 * Format.spillBlockSize
     /// Spill writes are gathered up to this many bytes before one pwrite.
     public var spillWriteChunkSize: Int = 1 << 20
     /// How often the background compactor looks for segments to compact; `nil` turns it off.
@@ -51,7 +54,7 @@ public struct EngineConfiguration: Sendable {
         guard segmentSize >= Int64(Format.segmentHeaderSize) else {
             throw ConfigurationError("segmentSize must be at least \(Format.segmentHeaderSize) bytes")
         }
-        guard readChunkSize > 0, spillWriteChunkSize > 0, maxBatchBytes > 0 else {
+        guard readChunkSize > 0, spillWriteChunkSize > 0, maxBatchBytes > 0, fileSliceSize >= 0 else {
             throw ConfigurationError("chunk and batch sizes must be positive")
         }
         guard (0...1).contains(compactionThreshold) else {

@@ -181,6 +181,13 @@ final class SpillReader: Sendable {
         }
     }
 
+    /// A new descriptor of the spill file for the caller to own (a sendfile of verified bytes outlives this reader).
+    func duplicateDescriptor() throws -> CInt {
+        let copy = dup(fd)
+        guard copy >= 0 else { throw IOError(errnoCode: errno, reason: "dup") }
+        return copy
+    }
+
     /// Reads the whole blocks covering `range` (at most `maxBytes` of them past the first), verifies each, and
     /// returns the bytes of `range` they hold, which may be a prefix of `range`. Blocking.
     ///

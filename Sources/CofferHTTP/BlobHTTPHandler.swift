@@ -229,6 +229,11 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))))
     }
 
+    func writeFileRegion(_ region: FileRegion) -> EventLoopFuture<Void> {
+        guard let context, responseOpen else { return failed() }
+        return context.writeAndFlush(wrapOutboundOut(.body(.fileRegion(region))))
+    }
+
     func endStream() {
         guard let context, responseOpen else { return }
         finishResponse(context: context, close: mustClose(false))

@@ -130,7 +130,11 @@ final class RequestProcessor: Sendable {
             responder.send(head.status, headers: head.headers, body: bytes)
         case .stream(let chunks):
             do {
-                try await responder.stream(head.status, headers: head.headers, body: chunks)
+                if let file = chunks.file {
+                    try await responder.sendFile(head.status, headers: head.headers, file: file)
+                } else {
+                    try await responder.stream(head.status, headers: head.headers, body: chunks)
+                }
             } catch {
                 // Headers are gone already: the connection was aborted so the client sees a short body.
                 logger.warning(

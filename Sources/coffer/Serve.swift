@@ -6,6 +6,12 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a storage node: the HTTP API over the local log engine."
@@ -39,6 +45,8 @@ struct Serve: AsyncParsableCommand {
 
         var engineConfiguration = EngineConfiguration(directory: dir)
         engineConfiguration.maxBlobSize = maxBlobSize.bytes
+        // For benchmarks: COFFER_SENDFILE=0 sends large blobs through memory, as before sendfile.
+        if getenv("COFFER_SENDFILE").map({ String(cString: $0) }) == "0" { engineConfiguration.fileSliceSize = 0 }
         let engine = try await LogEngine.open(engineConfiguration, logger: logger)
 
         let server = CofferHTTPServer(
