@@ -166,7 +166,12 @@ rss_kib() { awk '/VmRSS/ { print $2 }' /proc/$fill_pid/status; }
 start_fill
 empty_kib=$(rss_kib)
 t0=$(date +%s)
-TOTAL=$fill THREADS=2 BODY_SIZE=1024 wrk -t2 -c64 -d3600s -s bench/put-count.lua http://127.0.0.1:$fill_port >/dev/null
+TOTAL=$fill THREADS=2 BODY_SIZE=1024 DONE="$work/fill-done" \
+    wrk -t2 -c64 -d3600s -s bench/put-count.lua http://127.0.0.1:$fill_port >/dev/null &
+wrk_pid=$!
+until [ -e "$work/fill-done.1" ] && [ -e "$work/fill-done.2" ]; do sleep 0.2; done
+kill -INT "$wrk_pid"
+wait "$wrk_pid" || true
 t1=$(date +%s)
 filled_kib=$(rss_kib)
 kill "$fill_pid"

@@ -1,6 +1,7 @@
 -- wrk script: PUT a fixed-size body to new keys (/store/<PREFIX>/<thread>-<n>) until each thread has TOTAL/THREADS
 -- answers, then stop (a few in-flight requests may add up to one per connection). From the environment: TOTAL,
--- THREADS (wrk's -t), BODY_SIZE (bytes, default 1024), PREFIX (default "fill").
+-- THREADS (wrk's -t), BODY_SIZE (bytes, default 1024), PREFIX (default "fill"), DONE (a path: each thread creates
+-- DONE.<thread> when it stops, since wrk itself waits out its -d; the caller then sends wrk SIGINT).
 local counter = 0
 
 function setup(thread)
@@ -24,7 +25,12 @@ end
 
 function response(status, headers, body)
     answered = answered + 1
-    if answered >= per_thread then
+    if answered == per_thread then
+        local done = os.getenv("DONE")
+        if done then
+            local f = io.open(done .. "." .. tid, "w")
+            f:close()
+        end
         wrk.thread:stop()
     end
 end

@@ -3,8 +3,8 @@
 /// - `s3://ACCESS:SECRET@host[:port][/bucket][?region=REGION]`: port defaults to 9000 (MinIO's), bucket to
 ///   ``S3Endpoint/defaultBucket``, region to `us-east-1`. The access and secret keys are percent-decoded (write a `/`
 ///   in a secret as `%2F`, though a raw `/` is accepted too: the credentials end at the last `@`).
-/// - `http://host[:port][/prefix]`: port defaults to 80; the prefix is normalized to `/a/b` (or `""`) and keys are
-///   appended as `prefix/key`.
+/// - `http://host[:port][/prefix]`: port defaults to 80; the prefix is normalized to `/a/b` (or `""`). It is a base
+///   path that may end in one family's route; ``HTTPBackend/path(for:)`` says how keys map onto it.
 ///
 /// Hosts may be names, IPv4 addresses or bracketed IPv6 addresses (`[::1]`). ``id`` and ``description`` never contain
 /// credentials, and neither do the messages of ``BackendURLError``.
