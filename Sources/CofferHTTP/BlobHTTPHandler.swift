@@ -196,10 +196,12 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let close = mustClose(forceClose)
         var headers = headers
         decorate(&headers, close: close)
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))))
-            .whenFailure { _ in }
+        // No promises: a failed write closes the channel, which the handler hears about; a future per write would
+        // cost two allocations on the hottest path.
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
         if let body, body.readableBytes > 0 {
-            context.write(wrapOutboundOut(.body(.byteBuffer(body)))).whenFailure { _ in }
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         finishResponse(context: context, close: close)
     }
@@ -248,11 +250,13 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func finishResponse(context: ChannelHandlerContext, close: Bool) {
         responseOpen = false
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if close {
             let channel = context.channel
-            done.whenComplete { _ in channel.close(promise: nil) }
-        } else if requestOpen {
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        if requestOpen {
             // Drain the small unread rest of the body; the pipeline handler holds the next request until it ends.
             source?.finish()
             source = nil
