@@ -11,11 +11,13 @@ lint:
 	swift format lint --strict -r Sources Tests Package.swift
 
 # In-process suites (the disk-full ones on a small ext4 mount); then the suites that measure the process's own memory
-# (`ConstantMemory` in their name), alone so no other test moves it; then the suites that run `coffer` as a child
+# (`ConstantMemory` in their name), alone so no other test moves it; the fileserver-mode suite, which measures
+# throughput, alone too; then the suites that run `coffer` as a child
 # process, in their own run: a fork beside the in-process suites would briefly share their descriptors (their locks).
 unit-test:
-	scripts/with-small-fs.sh swift test --skip 'CofferProcessTests|ConstantMemory'
+	scripts/with-small-fs.sh swift test --skip 'CofferProcessTests|ConstantMemory|FileserverMode'
 	swift test --skip-build --filter ConstantMemory
+	swift test --skip-build --filter FileserverMode
 	swift test --skip-build --filter CofferProcessTests
 
 # The crash loop alone, longer: 100 SIGKILLs of a node under load (COFFER_CRASH_SEED=N replays a schedule).

@@ -185,7 +185,7 @@ struct GatewayS3Tests {
             }
             print(
                 "R=1, dead moto: 503 in at most \(slowest) right after the kill, \(slowestOpen) with the breaker open")
-            #expect(slowestOpen < .seconds(2), "with the breaker open a dead key still took \(slowestOpen)")
+            #expect(slowestOpen < .seconds(5), "with the breaker open a dead key still took \(slowestOpen)")
 
             // The live backends take writes and serve them.
             for index in 0..<45 where owner(index) != dead {
@@ -276,7 +276,7 @@ struct GatewayS3Tests {
             let refused = try await client.send(.PUT, "/store/r2/k0", body: [9])
             #expect(refused.status == 503, "\(refused.status) \(refused.text)")
             #expect(refused.header("retry-after") != nil && refused.isJSONError("unavailable"))
-            #expect(ContinuousClock.now - start < .seconds(2))
+            #expect(ContinuousClock.now - start < .seconds(8))
             let left = Set(try await rig.keys(on: dead))
             for key in keys + added {
                 let got = try await client.send(.GET, "/" + key)

@@ -94,7 +94,7 @@ struct ShardedStoreTests {
             let start = ContinuousClock.now
             let dead = (0..<30).first { owner($0) == 0 }!
             #expect(try await gateway.request(.GET, "/object/d\(dead)").status == 503)
-            #expect(ContinuousClock.now - start < .seconds(1))
+            #expect(ContinuousClock.now - start < .seconds(5))
             let fresh = gatewayTestBytes(1000, seed: 99)
             for index in 0..<10 {
                 #expect(try await gateway.request(.PUT, "/object/n\(index)", body: fresh).status == 201)
