@@ -180,13 +180,22 @@ public final class ShardedStore: BlobStore, Service {
             gates: unique, ring: Rendezvous(members: unique.map { .init(id: $0.id, weight: weights[$0.id] ?? 1) }))
     }
 
-    /// Replaces the backend set (discovery). Backends that stay (same ``Backend/id``) keep their gate: its queue,
+    /// Whether `new` reaches the same target as `old` in the same way. Ids carry no credentials, so an S3 node
+    /// recreated at the same address with new keys has the same id: its gate must be replaced, or requests would keep
+    /// signing with the old keys.
+    static func sameTarget(_ old: any Backend, _ new: any Backend) -> Bool {
+        if let old = old as? S3Backend, let new = new as? S3Backend { return old.endpoint == new.endpoint }
+        return true
+    }
+
+    /// Replaces the backend set (discovery). Backends that stay (same ``Backend/id`` and, for S3, the same credentials) keep their gate: its queue,
     /// breaker and counters. Requests already running finish on the set they started with.
     public func update(backends: [any Backend]) {
         let (added, removed): ([String], [String]) = snapshotState.withLock { snapshot in
             let old = Dictionary(snapshot.gates.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-            let gates = backends.map {
-                old[$0.id] ?? BackendGate($0, configuration: configuration.gate, logger: logger)
+            let gates = backends.map { backend in
+                if let gate = old[backend.id], Self.sameTarget(gate.backend, backend) { return gate }
+                return BackendGate(backend, configuration: configuration.gate, logger: logger)
             }
             snapshot = Self.makeSnapshot(gates, weights: configuration.weights)
             let now = Set(snapshot.gates.map(\.id))

@@ -199,11 +199,15 @@ final class Dockerd: @unchecked Sendable {
     /// Runs (or, with `start: false`, only creates) a container of ``image`` on ``network`` named `name`, with `env`
     /// and container port 9000 published on `127.0.0.1` at a free host port. It serves `/id` (holding `name`) with
     /// busybox httpd on port 9000, then runs `sleep 3600`. Returns the container id.
+    ///
+    /// - Parameter hostPort: publish on this host port instead of a free one.
     @discardableResult
-    func runContainer(name: String, env: [String: String], start: Bool = true) async throws -> String {
+    func runContainer(
+        name: String, env: [String: String], start: Bool = true, hostPort: Int? = nil
+    ) async throws -> String {
         var arguments = [start ? "run" : "create"]
         if start { arguments.append("-d") }
-        arguments += ["--name", name, "--network", network, "-p", "127.0.0.1::9000"]
+        arguments += ["--name", name, "--network", network, "-p", "127.0.0.1:\(hostPort.map(String.init) ?? ""):9000"]
         for (key, value) in env.sorted(by: { $0.key < $1.key }) { arguments += ["-e", "\(key)=\(value)"] }
         let script =
             "/bin/busybox mkdir -p /www && echo \(name) > /www/id && /bin/busybox httpd -p 9000 -h /www"
@@ -340,20 +344,58 @@ final class Dockerd: @unchecked Sendable {
 
 /// Runs a suite inside one private ``Dockerd`` (``Dockerd/current``), started before its first test and stopped
 /// after its last, also when tests fail. Apply with `@Suite(.serialized, .dockerd)`.
+///
+/// Suites using it run one at a time (``DockerdTurn``): daemons do not know each other's networks, so two of them
+/// would give their test networks the same private subnet, and the host's routes to containers would clash.
 struct DockerdTrait: SuiteTrait, TestScoping {
     func provideScope(
         for test: Test,
         testCase: Test.Case?,
         performing function: @Sendable () async throws -> Void
     ) async throws {
-        let daemon = try await Dockerd.start()
+        await DockerdTurn.shared.acquire()
+        let daemon: Dockerd
+        do {
+            daemon = try await Dockerd.start()
+        } catch {
+            await DockerdTurn.shared.release()
+            throw error
+        }
         do {
             try await Dockerd.$current.withValue(daemon) { try await function() }
         } catch {
             await daemon.stop()
+            await DockerdTurn.shared.release()
             throw error
         }
         await daemon.stop()
+        await DockerdTurn.shared.release()
+    }
+}
+
+/// One private ``Dockerd`` at a time in this process: a first-come, first-served lock held for a whole suite.
+actor DockerdTurn {
+    static let shared = DockerdTurn()
+
+    private var held = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    /// Waits until no other suite holds the turn, then takes it.
+    func acquire() async {
+        guard held else {
+            held = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    /// Hands the turn to the next waiting suite, or frees it.
+    func release() {
+        if waiters.isEmpty {
+            held = false
+        } else {
+            waiters.removeFirst().resume()
+        }
     }
 }
 
