@@ -141,6 +141,7 @@ struct DockerGatewayTests {
                 "the store never held nodes 1 and 2: \(store.gates.map(\.id))")
             print("gateway store: nodes 1 and 2 present \(ContinuousClock.now - began) after the services started")
             expectStore(store, holds: first)
+            recorder.sample()
             sequence.append(store.gates.map(\.id))
 
             try await daemon.docker("stop", "--time", "1", "\(Self.filter)-2")
@@ -149,6 +150,7 @@ struct DockerGatewayTests {
             print("gateway store: a stopped container was dropped \(afterStop.after) after docker stop returned")
             #expect(afterStop.after < .seconds(15), "refresh every \(Self.refresh)")
             expectStore(store, holds: [first[0]])
+            recorder.sample()
             sequence.append(store.gates.map(\.id))
 
             try await daemon.docker("start", "\(Self.filter)-3")
@@ -157,17 +159,20 @@ struct DockerGatewayTests {
             #expect(afterStart.matched, "node 3 started but the store has \(store.gates.map(\.id))")
             print("gateway store: a started container was added \(afterStart.after) after docker start returned")
             expectStore(store, holds: withThree)
+            recorder.sample()
             sequence.append(store.gates.map(\.id))
 
             try await daemon.runContainer(name: "\(Self.filter)-4", env: Self.credentials["4"]!.env)
             let withFour = try await expected(daemon, ["1", "3", "4"])
             #expect(await waitForBackends(store, Self.staticIDs + withFour.map(\.id)).matched)
             expectStore(store, holds: withFour)
+            recorder.sample()
             sequence.append(store.gates.map(\.id))
         }
         print("gateway store: discovery, feed and store stopped \(stoppedWithin) after a graceful shutdown")
 
-        // The static backends were in every set the store held, and the store went through exactly these sets.
+        // The static backends were in every set the store held, and the store went through exactly these sets (the
+        // recorder polls for sets nobody expected; each expected one is also sampled when the test sees it).
         let seen = recorder.sets
         #expect(seen.allSatisfy { Array($0.prefix(2)) == Self.staticIDs }, "\(seen)")
         #expect(seen == sequence)
@@ -337,11 +342,16 @@ private final class BackendSetRecorder: Sendable {
 
     var sets: [[String]] { seen.withLock { $0 } }
 
+    /// Records the store's current set if it differs from the last one recorded.
+    func sample() {
+        let ids = store.gates.map(\.id)
+        seen.withLock { if $0.last != ids { $0.append(ids) } }
+    }
+
     /// Until cancelled.
     func record() async {
         while !Task.isCancelled {
-            let ids = store.gates.map(\.id)
-            seen.withLock { if $0.last != ids { $0.append(ids) } }
+            sample()
             try? await Task.sleep(for: .milliseconds(5))
         }
     }
