@@ -37,6 +37,9 @@ public final class FaultInjectingFileIO: FileIO {
         /// The power is cut (see ``FaultInjectingFileIO/cutPower()``) on the call that brings this to zero; that
         /// call fails. Every call through the seam counts, whatever the path filter.
         public var callsUntilPowerCut: Int?
+        /// Every affected fsync/fdatasync takes at least this long (a slow disk). The calling thread sleeps: the
+        /// engine makes these calls on its own threads only.
+        public var syncDelay: Duration = .zero
 
         public init() {}
     }
@@ -179,13 +182,20 @@ public final class FaultInjectingFileIO: FileIO {
     }
 
     private func sync(_ fd: CInt, _ call: () throws -> Void) throws {
-        let mark: UInt64 = try state.withLock { s in
+        let (mark, delay): (UInt64, Duration) = try state.withLock { s in
             try Self.enter(&s, "fsync")
-            if affected(fd, s.rules, s.paths) && s.rules.failingSyncs > 0 {
+            let affected = affected(fd, s.rules, s.paths)
+            if affected && s.rules.failingSyncs > 0 {
                 s.rules.failingSyncs -= 1
                 throw IOError(errnoCode: EIO, reason: "fsync (injected)")
             }
-            return s.power.clock
+            return (s.power.clock, affected ? s.rules.syncDelay : .zero)
+        }
+        if delay > .zero {
+            let (seconds, attoseconds) = delay.components
+            var time = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+            var left = timespec()
+            while nanosleep(&time, &left) != 0 && errno == EINTR { time = left }
         }
         try call()
         try state.withLock { s in

@@ -6,7 +6,9 @@ import NIOHTTP1
 /// The per-connection handler: routes each request, streams upload bodies to the store with backpressure (it stops
 /// reading the socket while the store catches up), and writes what the ``RequestProcessor`` answers.
 ///
-/// Runs on the connection's event loop only; the processor's task talks to it through a ``Responder``.
+/// Runs on the connection's event loop only; the processor's task talks to it through a ``Responder``. It also keeps
+/// the connection's idle timeout and answers requests the parser rejects (see `BlobHTTPHandler+Connection.swift`), so
+/// the pipeline holds no other handler that every response part would have to pass through.
 final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -19,36 +21,58 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Bodies this small that a response leaves unread are drained to keep the connection; larger ones close it.
     static let maxDrainBytes: Int64 = 64 * 1024
 
-    private let processor: RequestProcessor
-    private var context: ChannelHandlerContext?
+    let processor: RequestProcessor
+    private(set) var context: ChannelHandlerContext?
     private var dates = DateCache()
 
+    // Connection.
+    /// The last read, or write issued or completed; the idle check closes the connection `idleTimeout` after it.
+    var lastActivity = NIODeadline.now()
+    var idleCheck: Scheduled<Void>?
+    /// Streamed writes issued and not yet completed: while there are some, the client is the one being waited for.
+    var pendingWrites = 0
+    /// A final (non-1xx) response head is written and its end is not: a parser error can no longer be answered.
+    var responseHeadWritten = false
+
     // Per request.
-    private var source: BodySequence.Source?
-    private var requestOpen = false
-    private var responseOpen = false
+    var source: BodySequence.Source?
+    var requestOpen = false
+    var responseOpen = false
     private var keepAlive = true
-    private var expectsContinue = false
-    private var continueSent = false
+    var expectsContinue = false
+    var continueSent = false
     private var announcedLength: Int64?
     private var hasBody = false
     private var bytesReceived: Int64 = 0
     private var version = HTTPVersion.http1_1
 
     // Read backpressure.
-    private var readsPaused = false
+    var readsPaused = false
     private var readPending = false
 
     init(processor: RequestProcessor) {
         self.processor = processor
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { startIdleCheck(context: context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stopIdleCheck()
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        startIdleCheck(context: context)
+        context.fireChannelActive()
+    }
 
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        lastActivity = .now()
         switch unwrapInboundIn(data) {
         case .head(let head): receive(head, context: context)
         case .body(let buffer):
@@ -113,29 +137,11 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        stopIdleCheck()
         source?.finish(ChannelError.inputClosed)
         source = nil
         responseOpen = false  // nothing can be sent any more
         context.fireChannelInactive()
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            processor.logger.debug("closing idle connection")
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        processor.logger.debug("connection error", metadata: ["error": "\(error)"])
-        source?.finish(error)
-        source = nil
-        // The connection is closing, and a parser error was already answered by the ProtocolErrorHandler: the
-        // request task's answer (e.g. to the body it could not finish) must not become a second response.
-        responseOpen = false
-        context.close(promise: nil)
     }
 
     // MARK: Outbound (read backpressure)
@@ -198,6 +204,8 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         decorate(&headers, close: close)
         // No promises: a failed write closes the channel, which the handler hears about; a future per write would
         // cost two allocations on the hottest path.
+        responseHeadWritten = true
+        lastActivity = .now()
         context.write(
             wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
         if let body, body.readableBytes > 0 {
@@ -222,18 +230,20 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let context, responseOpen else { return failed() }
         var headers = headers
         decorate(&headers, close: mustClose(false))
-        return context.writeAndFlush(
-            wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))))
+        responseHeadWritten = true
+        return noteCompletion(
+            context.writeAndFlush(
+                wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers)))))
     }
 
     func writeChunk(_ buffer: ByteBuffer) -> EventLoopFuture<Void> {
         guard let context, responseOpen else { return failed() }
-        return context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))))
+        return noteCompletion(context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer)))))
     }
 
     func writeFileRegion(_ region: FileRegion) -> EventLoopFuture<Void> {
         guard let context, responseOpen else { return failed() }
-        return context.writeAndFlush(wrapOutboundOut(.body(.fileRegion(region))))
+        return noteCompletion(context.writeAndFlush(wrapOutboundOut(.body(.fileRegion(region)))))
     }
 
     func endStream() {
@@ -250,6 +260,7 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func finishResponse(context: ChannelHandlerContext, close: Bool) {
         responseOpen = false
+        responseHeadWritten = false
         if close {
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }

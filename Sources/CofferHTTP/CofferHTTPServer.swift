@@ -35,7 +35,6 @@ public final class CofferHTTPServer: Service, Sendable {
     public func start() async throws -> SocketAddress {
         let connections = self.connections
         let processor = self.processor
-        let idle = configuration.idleTimeout
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: configuration.backlog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -45,9 +44,9 @@ public final class CofferHTTPServer: Service, Sendable {
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(IdleStateHandler(allTimeout: idle))
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
-                    try sync.addHandler(ProtocolErrorHandler())
+                    // Outbound header validation is off: every header is built here from validated values.
+                    try sync.configureHTTPServerPipeline(
+                        withPipeliningAssistance: true, withErrorHandling: false, withOutboundHeaderValidation: false)
                     try sync.addHandler(BlobHTTPHandler(processor: processor))
                 }
             }

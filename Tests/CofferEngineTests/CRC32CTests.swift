@@ -33,9 +33,11 @@ struct CRC32CTests {
         // This machine's answer is logged, so a run on a CPU without the instruction is visible.
         print("CRC32C hardware accelerated: \(CRC32C.isHardwareAccelerated)")
         var generator = SplitMix64(seed: 0xC0FF_EE00)
-        let pool = generator.bytes(70_000)
+        let pool = generator.bytes(120_000)
         var lengths = Array(0...300)
-        lengths += [511, 512, 513, 1023, 1024, 4095, 4096, 4097, 65_535, 65_536, 65_537, 69_000]
+        lengths += [511, 512, 513, 767, 768, 769, 775, 1023, 1024, 1536, 4095, 4096, 4097, 24_575, 24_576, 24_577]
+        // Three 8 KiB streams, then three 256-byte streams, then single words and bytes.
+        lengths += [24_576 + 768 + 7, 49_152, 49_152 + 767, 65_535, 65_536, 65_537, 69_000, 100_001, 119_992]
         pool.withUnsafeBytes { raw in
             for length in lengths {
                 for alignment in 0..<8 where alignment + length <= raw.count {

@@ -1,0 +1,92 @@
+import NIOCore
+import NIOHTTP1
+
+/// The connection's idle timeout and the answer to requests the parser rejects. Both live in the handler rather than in
+/// NIO's `IdleStateHandler` and a separate error handler: those sit on the outbound path, and `IdleStateHandler` with an
+/// all-idle timeout allocates a promise for every response part written.
+extension BlobHTTPHandler {
+    // MARK: Idle timeout
+
+    func startIdleCheck(context: ChannelHandlerContext) {
+        guard idleCheck == nil else { return }
+        lastActivity = .now()
+        scheduleIdleCheck(context: context, at: lastActivity + processor.configuration.idleTimeout)
+    }
+
+    func stopIdleCheck() {
+        idleCheck?.cancel()
+        idleCheck = nil
+    }
+
+    private func scheduleIdleCheck(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        idleCheck = context.eventLoop.scheduleTask(deadline: deadline) { handler.value.checkIdle() }
+    }
+
+    /// Whether the connection waits on the server rather than the client: the store has the whole request (or paused
+    /// its body, or has not asked for an `Expect: 100-continue` body yet) and no written part is waiting for the client
+    /// to read it. A slow disk is no reason to drop a client.
+    private var waitingOnServer: Bool {
+        guard responseOpen, pendingWrites == 0 else { return false }
+        guard requestOpen else { return true }
+        return readsPaused || (expectsContinue && !continueSent)
+    }
+
+    /// Closes the connection if nothing was read and no write was issued or completed for the idle timeout while the
+    /// client was the one being waited for, else looks again when it would be due. A client that stops reading a
+    /// streamed body stops completing writes, so it is closed too.
+    private func checkIdle() {
+        guard let context, idleCheck != nil else { return }
+        let now = NIODeadline.now()
+        if waitingOnServer { lastActivity = now }
+        let due = lastActivity + processor.configuration.idleTimeout
+        if due <= now {
+            processor.logger.debug("closing idle connection")
+            idleCheck = nil
+            context.close(promise: nil)
+        } else {
+            scheduleIdleCheck(context: context, at: due)
+        }
+    }
+
+    /// Counts `write` as pending until it completes, and its completion as activity (streamed responses: one per
+    /// chunk, not per small response).
+    func noteCompletion(_ write: EventLoopFuture<Void>) -> EventLoopFuture<Void> {
+        guard let context else { return write }
+        pendingWrites += 1
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        write.whenComplete { _ in
+            handler.value.pendingWrites -= 1
+            handler.value.lastActivity = .now()
+        }
+        return write
+    }
+
+    // MARK: Errors
+
+    /// A request the parser rejects gets a 400 with a JSON body (NIO's own error handler sends an empty one) unless a
+    /// response is already under way; the connection closes either way, since the framing of what follows is unknown.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        processor.logger.debug("connection error", metadata: ["error": "\(error)"])
+        if let parserError = error as? HTTPParserError, !responseHeadWritten {
+            let json = JSON.object([("error", "bad_request"), ("message", "malformed HTTP request: \(parserError)")])
+            let body = context.channel.allocator.buffer(string: json)
+            let headers = HTTPHeaders([
+                ("Connection", "close"), ("Content-Type", "application/json"),
+                ("Content-Length", "\(body.readableBytes)"),
+            ])
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))),
+                promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        source?.finish(error)
+        source = nil
+        // The connection is closing, and a parser error was just answered: the request task's answer (e.g. to the
+        // body it could not finish) must not become a second response.
+        responseOpen = false
+        responseHeadWritten = true
+        context.close(promise: nil)
+    }
+}
