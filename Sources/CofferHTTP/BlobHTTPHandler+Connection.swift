@@ -83,6 +83,7 @@ extension BlobHTTPHandler {
         }
         source?.finish(error)
         source = nil
+        collecting = nil
         // The connection is closing, and a parser error was just answered: the request task's answer (e.g. to the
         // body it could not finish) must not become a second response.
         responseOpen = false

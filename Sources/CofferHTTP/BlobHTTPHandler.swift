@@ -20,6 +20,9 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Bodies this small that a response leaves unread are drained to keep the connection; larger ones close it.
     static let maxDrainBytes: Int64 = 64 * 1024
+    /// Bodies of announced length up to this (and no `Expect: 100-continue`) are read in full before the request
+    /// starts, and handed over as one buffer.
+    static let bufferedBodyLimit: Int64 = 64 * 1024
 
     let processor: RequestProcessor
     private(set) var context: ChannelHandlerContext?
@@ -36,6 +39,8 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // Per request.
     var source: BodySequence.Source?
+    /// A write whose small body is being collected; it starts when the body ends.
+    var collecting: (request: BlobRequest, responder: Responder, body: ByteBuffer)?
     var requestOpen = false
     var responseOpen = false
     private var keepAlive = true
@@ -78,6 +83,10 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .body(let buffer):
             bytesReceived += Int64(buffer.readableBytes)
             continueSent = true  // the client is sending already; an interim 100 would be pointless now
+            if collecting != nil {
+                collecting!.body.writeImmutableBuffer(buffer)
+                return
+            }
             guard let source else { return }  // a body nobody reads (early answer): dropped
             switch source.yield(buffer) {
             case .produceMore: break
@@ -88,6 +97,11 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             requestOpen = false
             source?.finish()
             source = nil
+            if let (request, responder, body) = collecting {
+                collecting = nil
+                let processor = self.processor
+                Task { await processor.process(request, body: .buffered(body), responder: responder) }
+            }
             resumeReading()
         }
     }
@@ -120,17 +134,21 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if (head.method == .GET || head.method == .HEAD) && processor.answerNow(request, responder: responder) {
             return
         }
-        var body: BodySequence?
+        var body = RequestBody.none
         if head.method == .PUT || head.method == .POST {
             if let length = announcedLength, length > processor.configuration.maxBlobSize {
                 sendError(.payloadTooLarge(max: processor.configuration.maxBlobSize))
+                return
+            }
+            if let length = announcedLength, length <= Self.bufferedBodyLimit, !expectsContinue {
+                collecting = (request, responder, context.channel.allocator.buffer(capacity: Int(length)))
                 return
             }
             let made = BodySequence.makeSequence(
                 backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: false,
                 delegate: BodyDelegate(responder: responder))
             source = made.source
-            body = made.sequence
+            body = .streamed(made.sequence)
         }
         let processor = self.processor
         Task { await processor.process(request, body: body, responder: responder) }
@@ -138,6 +156,7 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         stopIdleCheck()
+        collecting = nil  // a body cut short: the write never starts
         source?.finish(ChannelError.inputClosed)
         source = nil
         responseOpen = false  // nothing can be sent any more

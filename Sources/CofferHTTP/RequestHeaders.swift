@@ -133,10 +133,18 @@ enum Base64 {
     }
 }
 
-extension StringProtocol {
+extension Substring {
+    /// Without leading and trailing spaces and tabs. Works on the UTF-8 bytes (both are ASCII, so the indices found
+    /// are character boundaries): walking `Character`s both ways was 5 % of the node's CPU under PUT 1 KiB.
     var trimmingSpaces: String {
-        String(
-            self.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed()
-        )
+        let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard let first = utf8.firstIndex(where: { !isSpace($0) }), let last = utf8.lastIndex(where: { !isSpace($0) })
+        else { return "" }
+        return String(self[first...last])
     }
+}
+
+extension String {
+    /// Without leading and trailing spaces and tabs.
+    var trimmingSpaces: String { self[...].trimmingSpaces }
 }

@@ -22,7 +22,7 @@ final class RequestProcessor: Sendable {
 
     func nextRequestID() -> UInt64 { requestIDs.wrappingAdd(1, ordering: .relaxed).newValue }
 
-    func process(_ request: BlobRequest, body: BlobHTTPHandler.BodySequence?, responder: Responder) async {
+    func process(_ request: BlobRequest, body: RequestBody, responder: Responder) async {
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(request.id)"
         logger[metadataKey: "blob.key"] = "\(request.key)"
@@ -36,7 +36,7 @@ final class RequestProcessor: Sendable {
         do {
             switch request.method {
             case .GET, .HEAD: try await read(request, responder: responder)
-            case .PUT, .POST: try await write(request, body: body!, responder: responder)
+            case .PUT, .POST: try await write(request, body: body, responder: responder)
             case .DELETE: try await delete(request, responder: responder)
             default: responder.send(.methodNotAllowed(request.method, allow: request.family.methods))
             }
@@ -143,7 +143,7 @@ final class RequestProcessor: Sendable {
         }
     }
 
-    private func write(_ request: BlobRequest, body: BlobHTTPHandler.BodySequence, responder: Responder) async throws {
+    private func write(_ request: BlobRequest, body: RequestBody, responder: Responder) async throws {
         let headers = request.head.headers
         var condition = WriteCondition.none
         if request.method == .POST {
@@ -164,7 +164,14 @@ final class RequestProcessor: Sendable {
             condition: condition, contentType: contentType, expectedLength: RequestHeaders.contentLength(headers),
             expectedMD5: try RequestHeaders.contentMD5(headers),
             expectedSHA256: try RequestHeaders.contentSHA256(headers))
-        let result = try await store.write(request.key, body: body, options: options)
+        let result: WriteResult
+        switch body {
+        case .streamed(let parts): result = try await store.write(request.key, body: parts, options: options)
+        case .buffered(let bytes):
+            result = try await store.write(request.key, body: BufferedBody(buffer: bytes), options: options)
+        case .none:
+            result = try await store.write(request.key, body: BufferedBody(buffer: ByteBuffer()), options: options)
+        }
         var response = HTTPHeaders()
         response.add(name: "ETag", value: "\"\(result.info.etag)\"")
         if result.created {
