@@ -58,6 +58,9 @@ public final class CofferHTTPServer: Service, Sendable {
         return address
     }
 
+    /// How many client connections are open now.
+    public var openConnections: Int { connections.count }
+
     /// The bound address once started.
     public var localAddress: SocketAddress? { state.withLock { $0?.localAddress } }
 

@@ -33,6 +33,9 @@ final class ConnectionTracker: Sendable {
         }
     }
 
+    /// How many connections are open.
+    var count: Int { state.withLock { $0.channels.count } }
+
     /// Asks every connection to close after its in-flight request; `promise` succeeds once all are closed.
     func quiesce(_ promise: EventLoopPromise<Void>) {
         let channels = state.withLock { s -> [any Channel] in
