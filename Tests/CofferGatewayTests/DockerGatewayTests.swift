@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CofferTestKit
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -248,7 +249,7 @@ struct DockerGatewayTests {
         let discovery = DockerDiscovery(options: options, httpClient: .shared, logger: gatewayTestLogger)
         let feed = DiscoveryFeed(
             discovery: discovery, store: store, staticBackends: statics, client: client, logger: gatewayTestLogger)
-        let port = try freeLoopbackPort()
+        let port = try LoopbackPort.free()
         let name = "\(Self.filter)-6"
         let id = "s3://127.0.0.1:\(port)/coffer"
 
@@ -310,25 +311,6 @@ private struct ExpectedBackend: Sendable {
     var access: String
     var secret: String
     var port = 9000
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-private func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw DockerdError("socket: errno \(errno)") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-        }
-    }
-    guard bound else { throw DockerdError("bind: errno \(errno)") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// Samples a store's backend ids every 5 ms and keeps each set that differs from the one before.

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CofferGateway
+import CofferTestKit
 import Foundation
 import NIOCore
 import Synchronization
@@ -60,7 +61,7 @@ final class MotoServer: @unchecked Sendable {
     static func start(readyWithin limit: Duration = .seconds(90)) async throws -> MotoServer {
         var lastError: (any Error)?
         for _ in 0..<5 {
-            let port = try freePort()
+            let port = try LoopbackPort.free()
             let logPath = NSTemporaryDirectory() + "moto-\(port)-\(UUID().uuidString.prefix(8)).log"
             let server = MotoServer(port: port, logPath: logPath)
             do {
@@ -195,29 +196,6 @@ final class MotoServer: @unchecked Sendable {
             }
             try? await Task.sleep(for: .milliseconds(10))
         }
-    }
-
-    /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read back, closed).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw MotoServerError("socket: errno \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0 else { throw MotoServerError("bind: errno \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw MotoServerError("getsockname: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 

@@ -9,79 +9,11 @@ import Glibc
 import Musl
 #endif
 
-/// One run of the real `coffer gateway` binary as a child process (normally on `--listen 127.0.0.1:0`: the port is
-/// read back from the "listening" log line). Its standard error goes to a log file of its own. Killed (SIGKILL) by
-/// `deinit` if still running, so a failed test leaves nothing behind.
-final class ChildGateway: @unchecked Sendable {
-    let process: Process
-    let logPath: String
-    private let portCache = Mutex<Int?>(nil)
-
+/// One run of the real `coffer gateway` binary as a child process (normally on `--listen 127.0.0.1:0`).
+final class ChildGateway: CofferChild, @unchecked Sendable {
     /// Starts `coffer gateway ARGUMENTS`, logging to `logPath`; returns at once (see ``waitUntilReady(within:)``).
     init(arguments: [String], logPath: String) throws {
-        self.logPath = logPath
-        guard FileManager.default.createFile(atPath: logPath, contents: nil),
-            let log = FileHandle(forWritingAtPath: logPath)
-        else { throw ChildNodeError("cannot create \(logPath)") }
-        defer { try? log.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try CofferBinary.path())
-        process.arguments = ["gateway"] + arguments
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        self.process = process
-    }
-
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    }
-
-    var pid: pid_t { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
-
-    /// Everything the gateway wrote so far (standard output and standard error).
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-    /// The port the gateway listens on, once it logged it (`listening address=[IPv4]127.0.0.1/127.0.0.1:PORT`).
-    var port: Int? {
-        if let known = portCache.withLock({ $0 }) { return known }
-        guard let line = log.split(separator: "\n").first(where: { $0.hasSuffix("listening") }),
-            let value = LogLine.metadata(line)["address"], let colon = value.lastIndex(of: ":"),
-            let port = Int(value[value.index(after: colon)...])
-        else { return nil }
-        portCache.withLock { $0 = port }
-        return port
-    }
-
-    /// Waits until the gateway logged its port and answers `GET /health` with 200; fails early if it exits.
-    func waitUntilReady(within limit: Duration = .seconds(30)) async throws {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            guard isRunning else { throw ChildNodeError("the gateway exited before it was ready; log:\n\(log)") }
-            if let port, await ChildNode.healthy(port: port) { return }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        throw ChildNodeError("the gateway was not ready within \(limit); log:\n\(log)")
-    }
-
-    func signal(_ signal: Int32) {
-        kill(pid, signal)
-    }
-
-    /// Waits (polling) until the process has exited and returns how it ended.
-    @discardableResult
-    func waitForExit(within limit: Duration = .seconds(30)) async throws -> ChildExit {
-        let deadline = ContinuousClock.now + limit
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else {
-                throw ChildNodeError("the gateway still runs after \(limit); log:\n\(log)")
-            }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        return process.terminationReason == .uncaughtSignal
-            ? .signaled(process.terminationStatus) : .exited(process.terminationStatus)
+        try super.init(command: ["gateway"] + arguments, logPath: logPath)
     }
 
     /// SIGKILL (if still running), then waits for the process to be gone.
@@ -162,7 +94,7 @@ final class ChildMoto: @unchecked Sendable {
     static func start(logDirectory directory: String) async throws -> ChildMoto {
         var lastError: (any Error)?
         for _ in 0..<5 {
-            let port = try freePort()
+            let port = try LoopbackPort.free()
             let moto = try ChildMoto(port: port, logPath: directory + "/moto-\(port).log")
             do {
                 try await moto.waitUntilReady()
@@ -212,29 +144,6 @@ final class ChildMoto: @unchecked Sendable {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         let deadline = ContinuousClock.now + .seconds(10)
         while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-    }
-
-    /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read back, closed).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ChildNodeError("socket: errno \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0 else { throw ChildNodeError("bind: errno \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw ChildNodeError("getsockname: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 

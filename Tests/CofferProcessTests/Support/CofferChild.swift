@@ -1,0 +1,135 @@
+import CofferTestKit
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Why a child process could not be used.
+struct ChildNodeError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// How a child process ended.
+enum ChildExit: Equatable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32)
+
+    var description: String {
+        switch self {
+        case .exited(let status): "exit status \(status)"
+        case .signaled(let signal): "killed by signal \(signal)"
+        }
+    }
+}
+
+/// One run of the real `coffer` binary as a child process (`coffer serve` or `coffer gateway`), normally on
+/// `127.0.0.1:0`: the port is read back from the "listening" log line. Its standard output and error go to a log file
+/// of its own, so the test can read what it logged and keep it for a post-mortem. Killed (SIGKILL) by `deinit` if
+/// still running, so a test that failed half-way leaves nothing behind.
+class CofferChild: @unchecked Sendable {
+    let process: Process
+    let logPath: String
+    /// Names the child in errors ("coffer serve", "coffer gateway").
+    let name: String
+    private let portCache = Mutex<Int?>(nil)
+
+    /// Starts `coffer COMMAND`, logging to `logPath`; returns at once (see ``waitUntilReady(within:)``).
+    init(command arguments: [String], logPath: String) throws {
+        self.logPath = logPath
+        self.name = "coffer \(arguments.first ?? "")"
+        guard FileManager.default.createFile(atPath: logPath, contents: nil),
+            let log = FileHandle(forWritingAtPath: logPath)
+        else { throw ChildNodeError("cannot create \(logPath)") }
+        defer { try? log.close() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try CofferBinary.path())
+        process.arguments = arguments
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        self.process = process
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    var pid: pid_t { process.processIdentifier }
+    var isRunning: Bool { process.isRunning }
+
+    /// Everything the child wrote so far (standard output and standard error).
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// The port the child listens on, once it logged it (`listening address=[IPv4]127.0.0.1/127.0.0.1:PORT`).
+    var port: Int? {
+        if let known = portCache.withLock({ $0 }) { return known }
+        guard let line = log.split(separator: "\n").first(where: { $0.hasSuffix("listening") }),
+            let value = LogLine.metadata(line)["address"], let colon = value.lastIndex(of: ":"),
+            let port = Int(value[value.index(after: colon)...])
+        else { return nil }
+        portCache.withLock { $0 = port }
+        return port
+    }
+
+    /// Waits until the child logged its port and answers `GET /health` with 200; fails early if it exits.
+    func waitUntilReady(within limit: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            guard isRunning else {
+                throw ChildNodeError("\(name) exited before it was ready (\(exitStatus)); log:\n\(log)")
+            }
+            if let port, await Self.healthy(port: port) { return }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        throw ChildNodeError("\(name) not ready within \(limit); log:\n\(log)")
+    }
+
+    /// Whether `GET /health` on `port` answers 200 right now.
+    static func healthy(port: Int) async -> Bool {
+        guard let client = try? await HTTPTestClient.connect(port: port, timeout: .seconds(5)) else { return false }
+        defer { client.close() }
+        return (try? await client.send(.GET, "/health").status) == 200
+    }
+
+    /// Sends `signal` to the child.
+    func signal(_ signal: Int32) {
+        kill(pid, signal)
+    }
+
+    /// Waits (polling) until the process has exited and returns how it ended.
+    @discardableResult
+    func waitForExit(within limit: Duration = .seconds(30)) async throws -> ChildExit {
+        let deadline = ContinuousClock.now + limit
+        while process.isRunning {
+            guard ContinuousClock.now < deadline else {
+                throw ChildNodeError("\(name) still running after \(limit); log:\n\(log)")
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        return exitStatus
+    }
+
+    private var exitStatus: ChildExit {
+        process.terminationReason == .uncaughtSignal
+            ? .signaled(process.terminationStatus) : .exited(process.terminationStatus)
+    }
+}
+
+/// Parses swift-log's `StreamLogHandler` lines: `<time> <level> <label>: key=value key=value [Module] message`.
+enum LogLine {
+    /// The `key=value` metadata of a line (values hold no spaces in the lines the tests read).
+    static func metadata(_ line: Substring) -> [String: String] {
+        var result: [String: String] = [:]
+        for token in line.split(separator: " ") {
+            guard let equals = token.firstIndex(of: "=") else { continue }
+            result[String(token[..<equals])] = String(token[token.index(after: equals)...])
+        }
+        return result
+    }
+}
