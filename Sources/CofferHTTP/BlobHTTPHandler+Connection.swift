@@ -69,17 +69,10 @@ extension BlobHTTPHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         processor.logger.debug("connection error", metadata: ["error": "\(error)"])
         if let parserError = error as? HTTPParserError, !responseHeadWritten {
-            let json = JSON.object([("error", "bad_request"), ("message", "malformed HTTP request: \(parserError)")])
-            let body = context.channel.allocator.buffer(string: json)
-            let headers = HTTPHeaders([
-                ("Connection", "close"), ("Content-Type", "application/json"),
-                ("Content-Length", "\(body.readableBytes)"),
-            ])
-            context.write(
-                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))),
-                promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            var answer = HTTPError.badRequest("malformed HTTP request: \(parserError)")
+            answer.closeConnection = true
+            responseOpen = true  // answered between requests too
+            sendError(answer)
         }
         source?.finish(error)
         source = nil
