@@ -1,9 +1,6 @@
 import CofferCore
 import CofferTestKit
-import NIOCore
 import Testing
-
-@testable import CofferHTTP
 
 /// A client that stops mid-body and closes: nothing is committed, the previous version stays readable, and the
 /// spill file of a large upload is removed.
@@ -65,8 +62,7 @@ import Testing
         try await withNode(options) { node in
             let old = TestData.bytes(100 * 1024, seed: 85)
             // Through the engine: an HTTP client on a loaded machine could itself idle past the timeout.
-            _ = try await node.engine.write(
-                BlobKey("store/stall")!, body: BufferedBody(buffer: ByteBuffer(bytes: old)), options: WriteOptions())
+            try await node.storeDirectly("store/stall", old)
             let filesBefore = node.directory.blobFiles()
             let connection = try await node.raw(timeout: .seconds(10))
             defer { connection.close() }

@@ -1,10 +1,7 @@
 import CofferCore
 import CofferEngine
 import CofferTestKit
-import NIOCore
 import Testing
-
-@testable import CofferHTTP
 
 /// The idle timeout is about the client: a response the client stops reading closes the connection (writes stop
 /// completing, and the server does not hold a descriptor and buffers for as long as the client cares to wait), while a
@@ -36,8 +33,7 @@ import Testing
             // Far more than the kernel buffers on both sides hold (4 MiB send buffer at most here, 4 KiB receive).
             let body = TestData.bytes(16 << 20, seed: 21)
             // Stored through the engine: an HTTP client on a loaded machine could itself idle past the 1 s timeout.
-            _ = try await node.engine.write(
-                BlobKey("store/big")!, body: BufferedBody(buffer: ByteBuffer(bytes: body)), options: WriteOptions())
+            try await node.storeDirectly("store/big", body)
 
             let socket = try BlockingSocket(port: node.port, receiveBuffer: 4096)
             try socket.send("GET /store/big HTTP/1.1\r\nHost: test\r\n\r\n")

@@ -1,10 +1,12 @@
+import CofferCore
 import CofferEngine
-import CofferHTTP
 import CofferTestKit
 import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+
+@testable import CofferHTTP
 
 #if canImport(Glibc)
 import Glibc
@@ -100,6 +102,13 @@ struct TestNode: Sendable {
     /// A raw connection on which the test writes bytes itself.
     func raw(timeout: TimeAmount = .seconds(20)) async throws -> RawConnection {
         try await RawConnection.connect(port: port, timeout: timeout)
+    }
+
+    /// Stores `body` at `key` (e.g. "store/name") through the engine, with no HTTP connection that could itself idle
+    /// past a short timeout on a loaded machine.
+    func storeDirectly(_ key: String, _ body: [UInt8]) async throws {
+        _ = try await engine.write(
+            BlobKey(key)!, body: BufferedBody(buffer: ByteBuffer(bytes: body)), options: WriteOptions())
     }
 
     /// One request on a fresh connection, closed afterwards.
