@@ -17,6 +17,7 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         case io = "io_error"
         case unavailable = "unavailable"
         case busy = "busy"
+        case badGateway = "bad_gateway"
     }
 
     private let code: Code
@@ -63,4 +64,7 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let unavailable = StoreError(.unavailable, "the store is unavailable")
     /// A backend asked us to slow down and the retry deadline passed.
     public static let busy = StoreError(.busy, "the store is busy, retry later")
+    /// A backend (behind a gateway) answered with an error about this request, or with an answer that cannot be the
+    /// object: retrying the same request will not help. The message names the backend and its status.
+    public static let badGateway = StoreError(.badGateway, "a backend failed this request")
 }

@@ -19,8 +19,12 @@ public protocol Backend: Sendable {
     /// Fetches the object's bytes, or the bytes of `range` (half-open) when given. The body streams at the
     /// reader's pace: the caller must iterate it to the end or drop it.
     ///
+    /// `expectedSize` is the object's length when the caller knows it (the shared-volume gateway knows what it
+    /// wrote): a backend that sends a body without a length (chunked) is then held to exactly that many bytes, and
+    /// its body throws `.invalidResponse` when it has another length.
+    ///
     /// - Errors: ``BackendError`` (`.notFound` when the key is absent, `.rangeNotSatisfiable`).
-    func get(_ key: String, range: Range<Int64>?) async throws -> BackendGet
+    func get(_ key: String, range: Range<Int64>?, expectedSize: Int64?) async throws -> BackendGet
 
     /// Stores `body` under `key`, replacing any previous object.
     ///
@@ -35,6 +39,13 @@ public protocol Backend: Sendable {
 
     /// A cheap request that proves the backend answers (used by health checks); throws when it does not.
     func probe() async throws
+}
+
+extension Backend {
+    /// ``get(_:range:expectedSize:)`` without a known size.
+    public func get(_ key: String, range: Range<Int64>?) async throws -> BackendGet {
+        try await get(key, range: range, expectedSize: nil)
+    }
 }
 
 /// What a backend knows about one stored object.
@@ -96,10 +107,17 @@ public struct BackendError: Error, Sendable, CustomStringConvertible {
         case rangeNotSatisfiable
         /// The backend asked us to slow down (429, 503, S3 `SlowDown`): retry after a pause.
         case throttled
-        /// The backend could not be reached or failed (connect refused, timeout, reset, other 5xx): it may be down.
+        /// The backend could not be reached or gave no answer (connect refused, timeout, reset): it may be down. The
+        /// only kind that counts against the backend's health (its circuit breaker).
         case unavailable
         /// The backend refused the request itself (other 4xx, such as S3 `AccessDenied`): retrying will not help.
         case rejected
+        /// The backend answered this request with a server error (500, 501, 502, 504, ...): a failure about this
+        /// request (a name its file system refuses, say), not a sign that the backend is down. Not retried.
+        case failed
+        /// The backend answered, but its answer cannot be the object: a malformed header, or a body of another length
+        /// than it announced or than the gateway knows the object to have. Not a sign that the backend is down.
+        case invalidResponse
         /// The backend is full (507, S3 `EntityTooLarge` is `.rejected`).
         case insufficientStorage
     }
@@ -112,6 +130,8 @@ public struct BackendError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// The backend's `Retry-After`, in seconds, when it gave one.
     public var retryAfterSeconds: Int?
+    /// The backend's id, filled in by its ``BackendGate``.
+    public var backend: String?
 
     public init(_ kind: Kind, status: Int? = nil, code: String, message: String = "", retryAfterSeconds: Int? = nil) {
         self.kind = kind
@@ -125,6 +145,10 @@ public struct BackendError: Error, Sendable, CustomStringConvertible {
         "\(kind) (\(status.map(String.init) ?? "no status") \(code)): \(message)"
     }
 
+    /// Whether the error says the backend itself is down (and so counts against its circuit breaker): only when no
+    /// answer came. Statuses, however bad, and answers the gateway cannot use are about one request.
+    public var isBackendFailure: Bool { kind == .unavailable }
+
     /// Classifies an HTTP status the way every backend does: 404, 416, 429/503, 507, other 4xx, other 5xx.
     public static func kind(forStatus status: Int) -> Kind {
         switch status {
@@ -133,7 +157,7 @@ public struct BackendError: Error, Sendable, CustomStringConvertible {
         case 429, 503: .throttled
         case 507: .insufficientStorage
         case 400..<500: .rejected
-        default: .unavailable
+        default: .failed
         }
     }
 }

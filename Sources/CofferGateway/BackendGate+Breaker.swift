@@ -59,7 +59,7 @@ extension BackendGate {
         if closed { logger.info("backend answers again: circuit closed") }
     }
 
-    /// The backend did not answer (or failed with a 5xx): one more in the streak; the breaker opens at the threshold,
+    /// The backend did not answer: one more in the streak; the breaker opens at the threshold,
     /// and a failed trial opens it again.
     func recordFailure(_ error: any Error) {
         let threshold = configuration.failureThreshold
@@ -116,7 +116,7 @@ extension BackendGate {
         do {
             try await withProbeDeadline(configuration.probeTimeout) { try await self.backend.probe() }
             recordAnswer()
-        } catch let error as BackendError where error.kind != .unavailable {
+        } catch let error as BackendError where !error.isBackendFailure {
             recordAnswer()  // an answer, if not the one hoped for (say, 403): the backend is up
         } catch {
             counters.withLock { $0.probeFailures += 1 }

@@ -17,7 +17,9 @@ import Synchronization
 ///   every call then fails at once with ``StoreError/unavailable`` (no latency, no request). After
 ///   ``Configuration/openCooldown`` one call (a real one, or the health check's probe) is let through as a trial:
 ///   success closes the breaker, failure opens it again. Any answer from the backend, even an error status, counts as
-///   success; only `.unavailable` (no answer, 5xx other than 503) counts as failure.
+///   success; only `.unavailable` (no answer: refused, reset, timed out) counts as failure. An answer about one
+///   request (a 4xx or 5xx status, a body of the wrong length) or a failure of the caller's own (its upload body
+///   broke, it went away) never counts against the backend.
 /// - **Health.** ``checkHealth()`` probes the backend when a slot is free (never queueing, never over the cap); the
 ///   store calls it on every gate at an interval.
 ///
@@ -68,7 +70,7 @@ public final class BackendGate: Sendable {
         public var throttled = 0
         /// Calls that failed with ``StoreError/busy`` (the throttle deadline passed).
         public var busy = 0
-        /// `.unavailable` failures (no answer, 5xx).
+        /// `.unavailable` failures (no answer).
         public var unavailable = 0
         /// Times the breaker opened.
         public var breakerOpens = 0
@@ -133,8 +135,10 @@ public final class BackendGate: Sendable {
     /// ``Backend/get(_:range:)`` through the gate. The slot is held until the body ends, fails or is dropped.
     ///
     /// - Errors: ``BackendError``; ``StoreError/busy``; ``StoreError/unavailable`` while the breaker is open.
-    public func get(_ key: String, range: Range<Int64>?) async throws -> BackendGet {
-        var got = try await call(replayable: true, keepSlot: true) { try await self.backend.get(key, range: range) }
+    public func get(_ key: String, range: Range<Int64>?, expectedSize: Int64? = nil) async throws -> BackendGet {
+        var got = try await call(replayable: true, keepSlot: true) {
+            try await self.backend.get(key, range: range, expectedSize: expectedSize)
+        }
         got.body = guarded(got.body)
         return got
     }
@@ -190,9 +194,10 @@ public final class BackendGate: Sendable {
                 recordAnswer()
                 if !keepSlot { slots.release() }
                 return value
-            } catch let error as BackendError {
+            } catch var error as BackendError {
+                if error.backend == nil { error.backend = id }
                 guard error.kind == .throttled else {
-                    if error.kind == .unavailable { recordFailure(error) } else { recordAnswer() }
+                    if error.isBackendFailure { recordFailure(error) } else { recordAnswer() }
                     slots.release()
                     throw error
                 }
@@ -233,24 +238,15 @@ public final class BackendGate: Sendable {
         return max(backoff, .seconds(retryAfterSeconds))
     }
 
-    /// A body that returns the slot when it ends, fails, or is dropped.
+    /// A body that returns the slot when it ends, fails, or is dropped; a failure that says the backend is down
+    /// counts against it.
     private func guarded(_ body: ByteStream) -> ByteStream {
         let holder = SlotHolder { [slots] in slots.release() }
-        return ByteStream {
-            let cursor = StreamCursor(body.makeAsyncIterator())
-            return { [self] in
-                do {
-                    guard let chunk = try await cursor.next() else {
-                        holder.release()
-                        return nil
-                    }
-                    return chunk
-                } catch {
-                    if let error = error as? BackendError, error.kind == .unavailable { recordFailure(error) }
-                    holder.release()
-                    throw error
-                }
-            }
+        return body.releasing(holder) { [self] error in
+            guard var error = error as? BackendError else { return error }
+            if error.backend == nil { error.backend = id }
+            if error.isBackendFailure { recordFailure(error) }
+            return error
         }
     }
 }

@@ -41,37 +41,38 @@ extension HTTPBackend {
         }
     }
 
-    /// The ``BackendGet`` for a GET's `response`.
-    func answer(_ response: HTTPClientResponse, range: Range<Int64>?) async throws -> BackendGet {
+    /// What a GET's response gave: the object, or only its length (a body without one, too large to keep, counted
+    /// to its end so the request can be sent again with the length known).
+    enum Answer {
+        case got(BackendGet)
+        case measured(Int64)
+    }
+
+    /// The ``Answer`` to a GET's `response` (see ``get(_:range:expectedSize:)``).
+    func answer(_ response: HTTPClientResponse, range: Range<Int64>?, expectedSize: Int64?) async throws -> Answer {
         let status = Int(response.status.code)
         switch status {
         case 206:
             guard let contentRange = response.headers.first(name: "content-range"),
                 let (served, size) = S3Backend.parseContentRange(contentRange)
             else {
-                throw BackendError(.unavailable, status: 206, code: "InvalidResponse", message: "bad Content-Range")
+                throw BackendError(
+                    .invalidResponse, status: 206, code: "InvalidResponse", message: "bad Content-Range")
             }
             let body = S3Backend.responseStream(response.body, skip: 0, count: Int64(served.count), backend: id)
-            return BackendGet(object: Self.object(from: response.headers, size: size), range: served, body: body)
+            return .got(BackendGet(object: Self.object(from: response.headers, size: size), range: served, body: body))
         case 200..<300:
-            var size = response.headers.first(name: "content-length").flatMap { Int64($0) }
-            var body = response.body
+            let announced = response.headers.first(name: "content-length").flatMap { Int64($0) }
             var collected: ByteBuffer?
-            if size == nil {
-                // A chunked answer: its size is known only at the end. Small ones are read whole; a server that
-                // streams large files should send Content-Length.
-                do {
-                    let buffer = try await response.body.collect(upTo: Self.maxUnsizedBody)
-                    size = Int64(buffer.readableBytes)
-                    collected = buffer
-                } catch {
-                    throw BackendError(
-                        .unavailable, status: status, code: "InvalidResponse",
-                        message: "a body without Content-Length, over \(Self.maxUnsizedBody) bytes or broken: \(error)")
-                }
-                body = HTTPClientResponse.Body()
+            let total: Int64
+            if let size = announced ?? expectedSize {
+                total = size
+            } else {
+                let (size, bytes) = try await measure(response.body, keepingUpTo: Self.maxUnsizedBody)
+                guard let bytes else { return .measured(size) }
+                total = size
+                collected = bytes
             }
-            let total = size!
             var served = 0..<total
             if let range {
                 guard range.lowerBound < total else {
@@ -83,17 +84,45 @@ extension HTTPBackend {
             if let collected {
                 let slice = collected.getSlice(
                     at: collected.readerIndex + Int(served.lowerBound), length: served.count)!
-                return BackendGet(object: object, range: served, body: Self.single(slice))
+                return .got(BackendGet(object: object, range: served, body: Self.single(slice)))
             }
+            // Held to the length only where the backend did not announce it (a whole-body answer, not cut down).
+            let exact = announced == nil && served == 0..<total
             let stream = S3Backend.responseStream(
-                body, skip: served.lowerBound, count: Int64(served.count), backend: id)
-            return BackendGet(object: object, range: served, body: stream)
+                response.body, skip: served.lowerBound, count: Int64(served.count), backend: id, exact: exact)
+            return .got(BackendGet(object: object, range: served, body: stream))
         default:
             throw await failure(response, readBody: true)
         }
     }
 
-    /// The largest body without Content-Length that ``answer(_:range:)`` accepts.
+    /// Reads `body` to its end, counting its bytes and keeping them while there are at most `limit`: the length,
+    /// and the bytes when they were kept. Memory stays under `limit` however long the body.
+    ///
+    /// - Errors: ``BackendError`` `.unavailable` when the connection breaks.
+    func measure(_ body: HTTPClientResponse.Body, keepingUpTo limit: Int) async throws -> (Int64, ByteBuffer?) {
+        var kept: ByteBuffer? = ByteBuffer()
+        var total: Int64 = 0
+        do {
+            for try await chunk in body {
+                total += Int64(chunk.readableBytes)
+                if total <= Int64(limit) {
+                    kept?.writeImmutableBuffer(chunk)
+                } else {
+                    kept = nil
+                }
+            }
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            var mapped = S3Backend.transportError(error)
+            mapped.message = "\(id): the body broke after \(total) bytes: \(error)"
+            throw mapped
+        }
+        return (total, kept)
+    }
+
+    /// The largest body without Content-Length that ``answer(_:range:expectedSize:)`` keeps in memory; larger ones
+    /// are counted, then asked for again.
     static var maxUnsizedBody: Int { 8 << 20 }
 
     /// The classified error of a non-2xx `response`, with (the start of) its body as the message.

@@ -128,9 +128,9 @@ public final class HTTPBackend: Backend {
         return basePath + "/" + SigV4Signer.uriEncodePath(key)
     }
 
-    /// `HEAD` (or a `GET` whose body is discarded, for a server that refuses `HEAD`).
+    /// `HEAD` (or a `GET` whose body is counted and discarded, for a server that refuses `HEAD`).
     ///
-    /// - Errors: ``BackendError``: `.notFound` on 404; `.unavailable` without a Content-Length.
+    /// - Errors: ``BackendError``: `.notFound` on 404; `.invalidResponse` for a HEAD without a Content-Length.
     public func head(_ key: String) async throws -> BackendObject {
         if !headUnsupported.load(ordering: .relaxed) {
             let response = try await send(.HEAD, path: path(for: key))
@@ -141,24 +141,34 @@ public final class HTTPBackend: Backend {
             } else {
                 guard (200..<300).contains(status) else { throw await failure(response, readBody: false) }
                 guard let size = response.headers.first(name: "content-length").flatMap({ Int64($0) }) else {
-                    throw BackendError(.unavailable, status: status, code: "InvalidResponse", message: "no length")
+                    throw BackendError(.invalidResponse, status: status, code: "InvalidResponse", message: "no length")
                 }
                 return Self.object(from: response.headers, size: size)
             }
         }
-        let got = try await get(key, range: nil)
-        // Small bodies are read to the end so the connection is reused; a large one is dropped (and closed).
-        if got.object.size <= 1 << 20 {
-            for try await _ in got.body {}
+        let response = try await send(.GET, path: path(for: key))
+        let status = Int(response.status.code)
+        guard (200..<300).contains(status) else { throw await failure(response, readBody: true) }
+        if let size = response.headers.first(name: "content-length").flatMap({ Int64($0) }) {
+            // Small bodies are read to the end so the connection is reused; a large one is dropped (and closed).
+            if size <= 1 << 20 { await Self.drain(response) }
+            return Self.object(from: response.headers, size: size)
         }
-        return got.object
+        let (size, _) = try await measure(response.body, keepingUpTo: 0)
+        return Self.object(from: response.headers, size: size)
     }
 
     /// `GET`, with a `Range` header when `range` is given; the body streams as the caller reads it.
     ///
+    /// A body without a Content-Length (chunked) is held to `expectedSize` when the caller knows it. Otherwise one of
+    /// up to ``maxUnsizedBody`` bytes is read whole; a larger one is counted to its end (discarded, constant memory)
+    /// and then asked for again, held to the length counted. Either way the caller gets a length up front and a body
+    /// that throws `.invalidResponse` rather than end at another length.
+    ///
     /// - Errors: ``BackendError``: `.notFound`, `.rangeNotSatisfiable` (416, or a range starting at or past the
-    ///   end of a server that ignored it). The body throws `.unavailable` if the connection breaks or ends early.
-    public func get(_ key: String, range: Range<Int64>?) async throws -> BackendGet {
+    ///   end of a server that ignored it). The body throws `.unavailable` if the connection breaks, and
+    ///   `.invalidResponse` if it has another length than announced or expected.
+    public func get(_ key: String, range: Range<Int64>?, expectedSize: Int64?) async throws -> BackendGet {
         if let range {
             guard range.lowerBound >= 0 else {
                 throw BackendError(.rejected, code: "InvalidRange", message: "negative range \(range)")
@@ -176,8 +186,15 @@ public final class HTTPBackend: Backend {
             let last = range.upperBound == Int64.max ? "" : String(range.upperBound - 1)
             headers.append((name: "range", value: "bytes=\(range.lowerBound)-\(last)"))
         }
-        let response = try await send(.GET, path: path(for: key), headers: headers)
-        return try await answer(response, range: range)
+        var expected = expectedSize
+        for _ in 0..<2 {
+            let response = try await send(.GET, path: path(for: key), headers: headers)
+            switch try await answer(response, range: range, expectedSize: expected) {
+            case .got(let got): return got
+            case .measured(let size): expected = size
+            }
+        }
+        throw BackendError(.invalidResponse, code: "InvalidResponse", message: "no length after counting the body")
     }
 
     /// `PUT` of `body` (a buffer, or a stream sent once at the pace the connection takes it).

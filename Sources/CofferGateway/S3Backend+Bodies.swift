@@ -9,14 +9,18 @@ extension S3Backend {
     /// pulled from the connection as the consumer asks for them (async-http-client's backpressure), so memory stays
     /// constant however large the object is; dropping the stream cancels the download.
     ///
-    /// The stream throws ``BackendError`` `.unavailable` when the connection fails or the body ends early.
+    /// The stream throws ``BackendError`` `.unavailable` when the connection fails or the body ends early. With
+    /// `exact` (a body whose length the backend did not announce, held to the length the caller knows), a body that
+    /// ends before `skip + count` bytes or goes on past them throws `.invalidResponse` instead: the answer cannot be
+    /// the object.
     static func responseStream(
         _ body: HTTPClientResponse.Body,
         skip: Int64,
         count: Int64,
-        backend: String
+        backend: String,
+        exact: Bool = false
     ) -> ByteStream {
-        let reader = ResponseBodyReader(body: body, skip: skip, count: count, backend: backend)
+        let reader = ResponseBodyReader(body: body, skip: skip, count: count, backend: backend, exact: exact)
         return ByteStream {
             guard reader.claim() else {
                 return {
@@ -41,12 +45,14 @@ final class ResponseBodyReader: @unchecked Sendable {
     private var remaining: Int64
     private var finished = false
     private let backend: String
+    private let exact: Bool
 
-    init(body: HTTPClientResponse.Body, skip: Int64, count: Int64, backend: String) {
+    init(body: HTTPClientResponse.Body, skip: Int64, count: Int64, backend: String, exact: Bool) {
         self.body = body
         self.toSkip = skip
         self.remaining = count
         self.backend = backend
+        self.exact = exact
     }
 
     /// `true` exactly once.
@@ -65,8 +71,13 @@ final class ResponseBodyReader: @unchecked Sendable {
             if remaining == 0 {
                 // Reach the end of the response (normally at once) so the connection goes back to the pool; any
                 // extra bytes of a whole-object answer that was cut down to a range are dropped with the request.
-                _ = try? await iterator.next()
+                let extra = try? await iterator.next()
                 finished = true
+                if exact, let extra, extra.readableBytes > 0 {
+                    throw BackendError(
+                        .invalidResponse, code: "WrongLength", message: "\(backend): the body is longer than the object"
+                    )
+                }
                 return nil
             }
             let chunk: ByteBuffer?
@@ -80,8 +91,8 @@ final class ResponseBodyReader: @unchecked Sendable {
             }
             guard var chunk else {
                 throw BackendError(
-                    .unavailable, code: "IncompleteBody", message: "\(backend): the body ended \(remaining) bytes early"
-                )
+                    exact ? .invalidResponse : .unavailable, code: exact ? "WrongLength" : "IncompleteBody",
+                    message: "\(backend): the body ended \(remaining) bytes early")
             }
             if toSkip > 0 {
                 let skipped = min(Int64(chunk.readableBytes), toSkip)
@@ -89,6 +100,11 @@ final class ResponseBodyReader: @unchecked Sendable {
                 toSkip -= skipped
             }
             if Int64(chunk.readableBytes) > remaining {
+                if exact {
+                    throw BackendError(
+                        .invalidResponse, code: "WrongLength", message: "\(backend): the body is longer than the object"
+                    )
+                }
                 chunk = chunk.getSlice(at: chunk.readerIndex, length: Int(remaining))!
             }
             guard chunk.readableBytes > 0 else { continue }

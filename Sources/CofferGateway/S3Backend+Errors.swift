@@ -41,7 +41,7 @@ extension S3Backend {
     /// Classifies an S3 error answer. The S3 code decides where it is specific, the status otherwise:
     /// `NoSuchKey`/`NoSuchBucket` are `.notFound`, `SlowDown` and 429/503 `.throttled` (with `Retry-After`),
     /// `InvalidRange` `.rangeNotSatisfiable`, MinIO's `XMinioStorageFull` `.insufficientStorage`, `AccessDenied`,
-    /// `SignatureDoesNotMatch` and other 4xx `.rejected`, other 5xx `.unavailable`.
+    /// `SignatureDoesNotMatch` and other 4xx `.rejected`, other 5xx `.failed`.
     static func classify(
         status: Int,
         body: String,

@@ -102,16 +102,18 @@ public final class S3Backend: Backend {
             throw await failure(response, key: key, isHead: true)
         }
         guard let size = response.headers.first(name: "content-length").flatMap({ Int64($0) }) else {
-            throw BackendError(.unavailable, status: 200, code: "InvalidResponse", message: "HEAD without length")
+            throw BackendError(
+                .invalidResponse, status: 200, code: "InvalidResponse", message: "HEAD without length")
         }
         return Self.object(from: response.headers, size: size)
     }
 
-    /// GetObject, streaming: the returned body is the HTTP response body, pulled as the caller reads it.
+    /// GetObject, streaming: the returned body is the HTTP response body, pulled as the caller reads it. S3 always
+    /// sends a Content-Length, so `expectedSize` is not needed.
     ///
     /// - Errors: ``BackendError``: `.notFound`, `.rangeNotSatisfiable` when `range` starts at or after the end. The
     ///   body throws `.unavailable` if the connection breaks or ends early.
-    public func get(_ key: String, range: Range<Int64>?) async throws -> BackendGet {
+    public func get(_ key: String, range: Range<Int64>?, expectedSize: Int64?) async throws -> BackendGet {
         if let range {
             guard range.lowerBound >= 0 else {
                 throw BackendError(.rejected, code: "InvalidRange", message: "negative range \(range)")
@@ -127,14 +129,15 @@ public final class S3Backend: Backend {
             guard let contentRange = response.headers.first(name: "content-range"),
                 let (served, size) = Self.parseContentRange(contentRange)
             else {
-                throw BackendError(.unavailable, status: 206, code: "InvalidResponse", message: "bad Content-Range")
+                throw BackendError(
+                    .invalidResponse, status: 206, code: "InvalidResponse", message: "bad Content-Range")
             }
             let body = Self.responseStream(response.body, skip: 0, count: Int64(served.count), backend: id)
             return BackendGet(object: Self.object(from: response.headers, size: size), range: served, body: body)
         case 200..<300:
             // A whole object: either no range was asked for, or the server ignored it and we cut it here.
             guard let size = response.headers.first(name: "content-length").flatMap({ Int64($0) }) else {
-                throw BackendError(.unavailable, status: status, code: "InvalidResponse", message: "no length")
+                throw BackendError(.invalidResponse, status: status, code: "InvalidResponse", message: "no length")
             }
             var served = 0..<size
             if let range {

@@ -8,6 +8,7 @@ extension ShardedStore {
     /// Answers from the read cache, on the caller's thread (an event loop): whole small objects this gateway read or
     /// wrote lately. `nil` (use ``read(_:options:)``) on a miss or with no cache.
     public func readNow(_ key: BlobKey, options: ReadOptions) -> Result<BlobRead, StoreError>? {
+        if names != nil { return sharedReadNow(key.rawValue, options: options) }
         guard let cache, let (info, bytes) = cache.lookup(key.rawValue) else { return nil }
         return .success(Self.answer(info, bytes: bytes, options: options))
     }
@@ -19,6 +20,7 @@ extension ShardedStore {
     ///   ``StoreError/io`` when a backend refused the request. A streamed body throws ``BackendError`` if the backend
     ///   breaks off mid-way (the HTTP layer then aborts the response).
     public func read(_ key: BlobKey, options: ReadOptions) async throws -> BlobRead {
+        if names != nil { return try await sharedRead(key, options: options) }
         let name = key.rawValue
         if let cache, let (info, bytes) = cache.lookup(name) {
             return Self.answer(info, bytes: bytes, options: options)
@@ -50,8 +52,6 @@ extension ShardedStore {
                 }
                 return result
             } catch let error as BackendError where error.kind == .notFound {
-                // Shared volume: one backend's word is everyone's.
-                if configuration.placement == .shared { throw StoreError.notFound }
                 missing.append(gate)
             } catch is CancellationError {
                 throw CancellationError()
@@ -198,7 +198,7 @@ extension ShardedStore {
         }
         guard buffer.readableBytes == count else {
             throw BackendError(
-                .unavailable, code: "IncompleteBody", message: "got \(buffer.readableBytes) of \(count) bytes")
+                .invalidResponse, code: "WrongLength", message: "got \(buffer.readableBytes) of \(count) bytes")
         }
         return buffer
     }

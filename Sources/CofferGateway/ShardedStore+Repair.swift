@@ -5,9 +5,8 @@ import NIOCore
 
 // Deletes, and the background repair of replicas that reads found missing or outdated.
 extension ShardedStore {
-    /// Deletes `key` everywhere it may be: every backend down to the fallback depth (or, with a shared volume, one).
-    /// The version removed is looked up first (for the condition and the answer), except for an unconditional delete
-    /// on a shared volume: one request, and the info returned is then a placeholder (size 0, empty etag).
+    /// Deletes `key` everywhere it may be: every backend down to the fallback depth (with a shared volume, see
+    /// ``sharedDelete(_:condition:)``). The version removed is looked up first (for the condition and the answer).
     ///
     /// - Durability: returns once the backends that had the key acknowledged the delete. A backend that could not
     ///   be reached is remembered as outdated, so reads do not bring its copy back, and repaired later.
@@ -15,6 +14,7 @@ extension ShardedStore {
     ///   ``StoreError/unavailable`` / ``StoreError/busy`` when the key's state cannot be known or no backend could
     ///   delete it.
     public func delete(_ key: BlobKey, condition: WriteCondition) async throws -> BlobInfo {
+        if names != nil { return try await sharedDelete(key, condition: condition) }
         let name = key.rawValue
         await locks.lock(name)
         defer { locks.unlock(name) }
@@ -24,64 +24,62 @@ extension ShardedStore {
             generations.bump(name)
             cache?.invalidate(name)
         }
-        // Shared volume, no condition: one request, whose 404 is the answer (the version removed is not looked up).
-        let lookup = configuration.placement == .hashed || condition != .none
-        var current: BlobInfo?
-        if lookup {
-            current = try await read(key, options: ReadOptions(includeBody: false)).info
-            if let refusal = Self.refusal(condition, current: current) { throw refusal }
-        }
+        let current = try await read(key, options: ReadOptions(includeBody: false)).info
+        if let refusal = Self.refusal(condition, current: current) { throw refusal }
         let snapshot = self.snapshot
         let route = route(name, in: snapshot)
         defer { release(route) }
-        let ranked = route.gates
-        let targets: [BackendGate]
-        switch configuration.placement {
-        case .hashed: targets = Array(ranked.prefix(depth(snapshot)))
-        case .shared: targets = Array(ranked.prefix(1))
+        let outcomes = await deleteEach(name, from: Array(route.gates.prefix(depth(snapshot))))
+        let deleted = outcomes.deleted.map(\.id)
+        let absent = outcomes.absent.map(\.id)
+        let failed = outcomes.failed.map(\.id)
+        guard !deleted.isEmpty else {
+            if failed.isEmpty { throw StoreError.notFound }  // gone meanwhile (another gateway)
+            throw Self.worst(outcomes.failed.map(\.error))
         }
-        var deleted: [String] = []
-        var absent: [String] = []
-        var failed: [String] = []
-        var errors: [any Error] = []
-        await withTaskGroup(of: (String, (any Error)?).self) { group in
-            for gate in targets {
+        stale.clear(name, backends: deleted + absent)
+        if !failed.isEmpty {
+            stale.mark(name, backends: failed)
+            logger.warning(
+                "delete missed backends; they are marked outdated for this key",
+                metadata: ["blob.key": "\(name)", "backends": "\(failed)"])
+        }
+        return current
+    }
+
+    /// What a DELETE sent to several backends at once did on each.
+    struct DeleteOutcomes {
+        var deleted: [BackendGate] = []
+        var absent: [BackendGate] = []
+        var failed: [(id: String, error: any Error)] = []
+    }
+
+    /// Sends DELETE to every target at once and sorts the answers.
+    func deleteEach(_ key: String, from targets: [BackendGate]) async -> DeleteOutcomes {
+        let slots = OutcomeSlots(count: targets.count)
+        await withTaskGroup(of: Void.self) { group in
+            for (index, gate) in targets.enumerated() {
                 group.addTask {
                     do {
-                        try await gate.delete(name)
-                        return (gate.id, nil)
+                        try await gate.delete(key)
+                        slots.set(
+                            index,
+                            .success(BackendObject(size: 0, etag: nil, lastModifiedMillis: nil, contentType: nil)))
                     } catch {
-                        return (gate.id, error)
+                        slots.set(index, .failure(error))
                     }
                 }
             }
-            for await (id, error) in group {
-                switch error {
-                case nil: deleted.append(id)
-                case let error as BackendError where error.kind == .notFound: absent.append(id)
-                case let error?:
-                    failed.append(id)
-                    errors.append(error)
-                }
+        }
+        var outcomes = DeleteOutcomes()
+        for (gate, outcome) in zip(targets, slots.outcomes) {
+            switch outcome {
+            case .success: outcomes.deleted.append(gate)
+            case .failure(let error as BackendError) where error.kind == .notFound: outcomes.absent.append(gate)
+            case .failure(let error): outcomes.failed.append((gate.id, error))
             }
         }
-        guard !deleted.isEmpty else {
-            if errors.isEmpty { throw StoreError.notFound }  // gone meanwhile (another gateway)
-            throw Self.worst(errors)
-        }
-        if configuration.placement == .hashed {
-            stale.clear(name, backends: deleted + absent)
-            if !failed.isEmpty {
-                stale.mark(name, backends: failed)
-                logger.warning(
-                    "delete missed backends; they are marked outdated for this key",
-                    metadata: ["blob.key": "\(name)", "backends": "\(failed)"])
-            }
-        }
-        return current
-            ?? BlobInfo(
-                size: 0, etag: "", lastModifiedMillis: Int64(Date().timeIntervalSince1970 * 1000),
-                contentType: BlobInfo.defaultContentType)
+        return outcomes
     }
 
     /// Copies `key` from `source` to `targets` (or, with no source, deletes it from them) in the background, under

@@ -59,14 +59,12 @@ extension ShardedStore {
             throw StoreError.unavailable.with(
                 message: "\(targets.count) of the \(replicas) backends this key needs are healthy")
         }
+        // On a shared volume the gateway knows whether the name exists; elsewhere an unconditional write is not
+        // looked up first (a round trip) and answers "created".
         var created = true
+        if case .present = names?.entry(name)?.state { created = false }
         if options.condition != .none {
-            let current: BlobInfo?
-            do {
-                current = try await read(key, options: ReadOptions(includeBody: false)).info
-            } catch let error as StoreError where error == .notFound {
-                current = nil
-            }
+            let current = try await currentVersion(key)
             if let refusal = Self.refusal(options.condition, current: current) { throw refusal }
             created = current == nil
         }
@@ -76,8 +74,15 @@ extension ShardedStore {
         let results: [(BackendGate, Result<BackendObject, any Error>)]
         var buffered: ByteBuffer?
         if let length = options.expectedLength, length > Int64(configuration.bufferLimit) {
-            results = try await streamWrite(
-                name, iterator: &iterator, length: length, check: &check, targets: targets, contentType: contentType)
+            do {
+                results = try await streamWrite(
+                    name, iterator: &iterator, length: length, check: &check, targets: targets,
+                    contentType: contentType)
+            } catch {
+                // A shared volume's backend truncates before it writes: whatever it got is now the file.
+                names?.recordDoubt(name, backend: targets[0].id)
+                throw error
+            }
         } else {
             var buffer = ByteBuffer()
             buffer.reserveCapacity(Int(options.expectedLength ?? 16 * 1024))
@@ -93,11 +98,18 @@ extension ShardedStore {
             buffered = buffer
             results = await putAll(name, targets: targets, contentType: contentType) { _ in .buffer(buffer) }
         }
-        let primary = try settle(name, ranked: ranked, targets: targets, results: results)
+        let primary: BackendObject
+        do {
+            primary = try settle(name, ranked: ranked, targets: targets, results: results)
+        } catch {
+            names?.recordDoubt(name, backend: targets[0].id)
+            throw error
+        }
         let info = BlobInfo(
             size: check.count, etag: primary.etag ?? check.md5Hex,
             lastModifiedMillis: primary.lastModifiedMillis ?? Int64(Date().timeIntervalSince1970 * 1000),
             contentType: contentType ?? BlobInfo.defaultContentType)
+        names?.recordPresent(name, info, backend: targets[0].id)
         return (WriteResult(created: created, info: info), buffered)
     }
 

@@ -91,6 +91,8 @@ public final class ShardedStore: BlobStore, Service {
         public var gate: BackendGate.Configuration
         /// Rendezvous weights by backend id (default 1).
         public var weights: [String: Double]
+        /// With ``Placement/shared``: names whose state the gateway remembers at most (``SharedNames``).
+        public var maxTrackedNames: Int
 
         public init(
             replicas: Int = 1,
@@ -106,7 +108,8 @@ public final class ShardedStore: BlobStore, Service {
             maxStaleMarks: Int = 100_000,
             healthInterval: Duration = .seconds(2),
             gate: BackendGate.Configuration = BackendGate.Configuration(),
-            weights: [String: Double] = [:]
+            weights: [String: Double] = [:],
+            maxTrackedNames: Int = 250_000
         ) {
             self.replicas = max(1, replicas)
             self.placement = placement
@@ -122,6 +125,7 @@ public final class ShardedStore: BlobStore, Service {
             self.healthInterval = healthInterval
             self.gate = gate
             self.weights = weights
+            self.maxTrackedNames = max(1, maxTrackedNames)
         }
     }
 
@@ -147,6 +151,8 @@ public final class ShardedStore: BlobStore, Service {
     let repairs = Mutex<Set<String>>([])
     /// Requests this store has running per backend (shared placement only).
     let sharedLoads = Mutex<[String: Int]>([:])
+    /// What the gateway knows of each name (shared placement only).
+    let names: SharedNames?
 
     /// A store over `backends`, each behind a new ``BackendGate`` with ``Configuration/gate``.
     public convenience init(
@@ -171,6 +177,7 @@ public final class ShardedStore: BlobStore, Service {
             configuration.cacheSize > 0
             ? GatewayCache(capacity: configuration.cacheSize, maxObjectSize: configuration.cacheMaxObjectSize) : nil
         self.snapshotState = Mutex(Self.makeSnapshot(gates, weights: configuration.weights))
+        self.names = configuration.placement == .shared ? SharedNames(capacity: configuration.maxTrackedNames) : nil
     }
 
     private static func makeSnapshot(_ gates: [BackendGate], weights: [String: Double]) -> Snapshot {
@@ -225,17 +232,24 @@ public final class ShardedStore: BlobStore, Service {
         configuration.placement == .shared ? 1 : max(1, min(configuration.replicas, snapshot.gates.count))
     }
 
-    /// The backends in the order to ask for `key`: its ranking (hashed), or (shared) the healthy ones first, the least
-    /// busy first. With a shared volume the first one is leased (counted busy) until ``release(_:)``, so that
-    /// concurrent requests spread at once rather than all seeing the same idle backend.
+    /// The backends in the order to ask for `key`: its ranking (hashed), or (shared) the healthy ones first, then
+    /// those that already know the name (``SharedNames``) while they have a free slot, then the least busy. With a
+    /// shared volume the first one is leased (counted busy) until ``release(_:)``, so that concurrent requests spread
+    /// at once rather than all seeing the same idle backend. Keeping a name to the backends that know it keeps the
+    /// set a DELETE must reach small.
     func route(_ key: String, in snapshot: Snapshot) -> Route {
         let order = snapshot.ring.rank(key: key).map { snapshot.gates[$0] }
         guard configuration.placement == .shared, !order.isEmpty else { return Route(gates: order, lease: nil) }
         let healthy = order.map(\.isHealthy)
+        let knowing = names?.entry(key)?.backends ?? []
+        let cap = configuration.gate.maxConcurrentRequests
         return sharedLoads.withLock { loads in
+            let load = order.map { loads[$0.id] ?? 0 }
+            let preferred = order.indices.map { knowing.contains(order[$0].id) && load[$0] < cap }
             let indices = order.indices.sorted { lhs, rhs in
                 if healthy[lhs] != healthy[rhs] { return healthy[lhs] }
-                let (left, right) = (loads[order[lhs].id] ?? 0, loads[order[rhs].id] ?? 0)
+                if preferred[lhs] != preferred[rhs] { return preferred[lhs] }
+                let (left, right) = (load[lhs], load[rhs])
                 return left != right ? left < right : lhs < rhs
             }
             let sorted = indices.map { order[$0] }
@@ -294,7 +308,11 @@ public final class ShardedStore: BlobStore, Service {
             case .throttled: return StoreError.busy.with(message: "a backend is throttling: \(error.code)")
             case .unavailable: return StoreError.unavailable.with(message: "a backend is unavailable: \(error.code)")
             case .insufficientStorage: return StoreError.insufficientStorage
-            case .rejected, .rangeNotSatisfiable:
+            case .rejected, .failed, .invalidResponse:
+                let status = error.status.map { "HTTP \($0)" } ?? "an unusable answer"
+                return StoreError.badGateway.with(
+                    message: "backend \(error.backend ?? "?") answered \(status) (\(error.code)): \(error.message)")
+            case .rangeNotSatisfiable:
                 return StoreError.io.with(message: "a backend refused the request: \(error.code)")
             }
         case is StoreError, is CancellationError: return error
@@ -306,7 +324,7 @@ public final class ShardedStore: BlobStore, Service {
     static func worst(_ errors: [any Error]) -> any Error {
         let mapped = errors.map(storeError)
         let order: [StoreError] = [
-            .incompleteBody, .digestMismatch, .tooLarge, .insufficientStorage, .io, .busy, .unavailable,
+            .incompleteBody, .digestMismatch, .tooLarge, .insufficientStorage, .badGateway, .io, .busy, .unavailable,
         ]
         for code in order {
             if let found = mapped.first(where: { ($0 as? StoreError) == code }) { return found }

@@ -65,6 +65,7 @@ extension HTTPError {
             closeConnection = true
         case .insufficientStorage: status = .insufficientStorage
         case .corrupt, .io: status = .internalServerError
+        case .badGateway: status = .badGateway
         case .unavailable, .busy:
             status = .serviceUnavailable
             headers = [("Retry-After", "1")]

@@ -58,13 +58,17 @@ struct Gateway: AsyncParsableCommand {
     @Option(help: "Seconds to keep retrying a backend that answers 429/503 before answering 503 to the client.")
     var retryDeadline: Double = 10
 
-    @Option(help: "Read cache for small blobs (bytes, or with a unit: 64MiB); 0 turns it off.")
-    var cacheSize: ByteSize = ByteSize(bytes: 0)
+    @Option(
+        help: """
+            Read cache (bytes, or with a unit: 64MiB); 0 turns it off. Default: off, or 512MiB with --shared-volume             (objects up to 8MiB).
+            """)
+    var cacheSize: ByteSize?
 
     @Flag(
         help: """
             The backends share one volume (fileserver mode): send each request to the least busy backend \
-            instead of hashing.
+            instead of hashing, order the operations on each name across all backends, and answer from what this \
+            gateway acknowledged.
             """)
     var sharedVolume = false
 
@@ -99,6 +103,11 @@ struct Gateway: AsyncParsableCommand {
         }
     }
 
+    /// The read cache a shared-volume gateway runs with unless `--cache-size` says otherwise: an eighth of the
+    /// fileserver challenge's 4 GB budget, for objects up to the size a write is buffered whole (8 MiB).
+    static let sharedCacheSize: Int64 = 512 << 20
+    static let sharedCacheMaxObjectSize = 8 << 20
+
     func parseWeights() throws -> [String: Double] {
         var result: [String: Double] = [:]
         for weight in weights {
@@ -121,7 +130,8 @@ struct Gateway: AsyncParsableCommand {
         let storeConfiguration = ShardedStore.Configuration(
             replicas: replicas,
             placement: sharedVolume ? .shared : .hashed,
-            cacheSize: Int(cacheSize.bytes),
+            cacheSize: Int(cacheSize?.bytes ?? (sharedVolume ? Self.sharedCacheSize : 0)),
+            cacheMaxObjectSize: sharedVolume ? Self.sharedCacheMaxObjectSize : 1 << 20,
             gate: gate,
             weights: try parseWeights())
 

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CofferCore
 import CofferTestKit
+import Foundation
 import NIOCore
 import NIOPosix
 import Testing
@@ -204,31 +205,27 @@ struct HTTPBackendTests {
         #expect(ContinuousClock.now - start < .seconds(3))  // no connect retries: refused is refused
     }
 
-    @Test("429 is .throttled with Retry-After; a server refusing HEAD is asked with GET")
+    @Test("the challenge's file server: 429 is .throttled; HEAD refused, so GET; ranges cut from whole answers")
     func fileserverAnswers() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { group.shutdownGracefully { _ in } }
-        let volume = FileserverVolume()
-        let refusing = SlowFileserver(volume: volume, delay: .milliseconds(1), limit: 0, group: group)
-        let normal = SlowFileserver(volume: volume, delay: .milliseconds(1), limit: 15, group: group)
-        let refusingPort = try await refusing.start()
-        let normalPort = try await normal.start()
+        let refusing = try await ChallengeFileservers.start(count: 1, latencyMilliseconds: 1, maxInFlight: 0)
+        let servers = try await ChallengeFileservers.start(count: 1, latencyMilliseconds: 1)
         let client = HTTPClient(
             eventLoopGroup: .singletonMultiThreadedEventLoopGroup,
             configuration: HTTPBackend.clientConfiguration(maxConnectionsPerBackend: 4))
         defer { client.shutdown { _ in } }
-        let throttled = HTTPBackend(host: "127.0.0.1", port: refusingPort, prefix: "/api/fileserver", client: client)
+        let throttled = HTTPBackend(
+            host: "127.0.0.1", port: refusing.ports[0], prefix: "/api/fileserver", client: client)
         do {
             _ = try await throttled.get("fileserver/x", range: nil)
             Issue.record("expected 429")
         } catch let error as BackendError {
             #expect(error.kind == .throttled)
             #expect(error.status == 429)
-            #expect(error.retryAfterSeconds == 1)
+            #expect(error.retryAfterSeconds == nil)  // the Go server sends none
         }
-        let backend = HTTPBackend(host: "127.0.0.1", port: normalPort, prefix: "/api/fileserver", client: client)
+        let backend = HTTPBackend(host: "127.0.0.1", port: servers.ports[0], prefix: "/api/fileserver", client: client)
         _ = try await backend.put("fileserver/r.pdf", body: .buffer(ByteBuffer(string: "12345")), contentType: nil)
-        #expect(volume.read("r.pdf") == Array("12345".utf8))
+        #expect(FileManager.default.contents(atPath: servers.path(of: "r.pdf")) == Data("12345".utf8))
         let head = try await backend.head("fileserver/r.pdf")
         #expect(head.size == 5)
         #expect(head.etag == nil)
@@ -240,8 +237,44 @@ struct HTTPBackendTests {
         #expect(part.range == 1..<3)
         #expect(try await Self.bytes(of: part.body) == Array("23".utf8))
         try await backend.delete("fileserver/r.pdf")
-        #expect(volume.count == 0)
+        #expect(!FileManager.default.fileExists(atPath: servers.path(of: "r.pdf")))
         await refusing.stop()
-        await normal.stop()
+        await servers.stop()
+    }
+
+    /// The file server sends files of 2 KiB and more chunked, with no Content-Length. A small one is read whole; one
+    /// over 8 MiB is counted to its end and asked for again; with a known size, one request and the body is held to
+    /// that length (a wrong length throws `.invalidResponse`, never counted against the backend).
+    @Test("bodies without Content-Length of any size, held to the length the caller knows")
+    func chunkedBodies() async throws {
+        let servers = try await ChallengeFileservers.start(count: 1, latencyMilliseconds: 1)
+        let client = HTTPClient(
+            eventLoopGroup: .singletonMultiThreadedEventLoopGroup,
+            configuration: HTTPBackend.clientConfiguration(maxConnectionsPerBackend: 4))
+        defer { client.shutdown { _ in } }
+        let backend = HTTPBackend(host: "127.0.0.1", port: servers.ports[0], prefix: "/api/fileserver", client: client)
+        for size in [3000, 3 << 20, 12 << 20] {
+            let bytes = gatewayTestBytes(size, seed: UInt64(size))
+            _ = try await backend.put("fileserver/f\(size)", body: .buffer(ByteBuffer(bytes: bytes)), contentType: nil)
+            let whole = try await backend.get("fileserver/f\(size)", range: nil)
+            #expect(whole.object.size == Int64(size))
+            #expect(try await Self.bytes(of: whole.body) == bytes)
+            let known = try await backend.get("fileserver/f\(size)", range: nil, expectedSize: Int64(size))
+            #expect(try await Self.bytes(of: known.body) == bytes)
+            let tail = try await backend.get("fileserver/f\(size)", range: Int64(size - 100)..<Int64.max)
+            #expect(try await Self.bytes(of: tail.body) == Array(bytes.suffix(100)))
+            #expect(try await backend.head("fileserver/f\(size)").size == Int64(size))
+            for wrong in [Int64(size - 1), Int64(size + 1)] {
+                let got = try await backend.get("fileserver/f\(size)", range: nil, expectedSize: wrong)
+                do {
+                    _ = try await Self.bytes(of: got.body)
+                    Issue.record("a body of \(size) bytes passed as \(wrong)")
+                } catch let error as BackendError {
+                    #expect(error.kind == .invalidResponse, "\(error)")
+                    #expect(!error.isBackendFailure)
+                }
+            }
+        }
+        await servers.stop()
     }
 }

@@ -32,8 +32,8 @@ extension S3BackendTests {
             (400, "InvalidArgument", .rejected),
             (409, "BucketAlreadyExists", .rejected),
             (507, "XMinioStorageFull", .insufficientStorage),
-            (500, "InternalError", .unavailable),
-            (502, "BadGateway", .unavailable),
+            (500, "InternalError", .failed),
+            (502, "BadGateway", .failed),
         ])
     func classification(status: Int, code: String, kind: BackendError.Kind) {
         let error = S3Backend.classify(status: status, body: Self.xml(code, "why &amp; how"), retryAfter: nil)

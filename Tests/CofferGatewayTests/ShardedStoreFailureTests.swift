@@ -192,12 +192,18 @@ struct ShardedStoreFailureTests {
         #expect(fakes.allSatisfy { $0.maxInFlight <= 4 })
         let calls = fakes.map(\.calls).reduce(0, +)
         await #expect(throws: StoreError.notFound) { _ = try await Self.get(store, "object/none") }
-        #expect(fakes.map(\.calls).reduce(0, +) == calls + 1)
+        #expect(fakes.map(\.calls).reduce(0, +) == calls + 1, "a 404 costs one request")
+        let total = { fakes.map(\.calls).reduce(0, +) }
         _ = try await store.delete(BlobKey("object/s1")!, condition: .none)
+        #expect(total() == calls + 1 + 3, "the first delete of a name in this gateway's life reaches every backend")
+        #expect(fakes.allSatisfy { $0.bytes("object/s1") == nil })
         await #expect(throws: StoreError.notFound) {
             _ = try await store.delete(BlobKey("object/s1")!, condition: .none)
         }
-        #expect(fakes.map(\.calls).reduce(0, +) == calls + 3, "an unconditional delete is one request")
-        #expect(fakes.allSatisfy { $0.bytes("object/s1") == nil })
+        await #expect(throws: StoreError.notFound) { _ = try await Self.get(store, "object/s1") }
+        #expect(total() == calls + 4, "a name the gateway deleted is 404 without a request")
+        try await Self.put(store, "object/s1", [9])
+        _ = try await store.delete(BlobKey("object/s1")!, condition: .none)
+        #expect(total() == calls + 6, "a later delete goes only to the backend that learned the name: one request")
     }
 }

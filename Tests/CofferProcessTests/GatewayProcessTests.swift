@@ -60,6 +60,59 @@ extension ProcessTests {
             }
         }
 
+        /// `coffer gateway --shared-volume` in front of the challenge's file server (which answers GETs chunked, with
+        /// no Content-Length): 1 GiB goes up and comes back byte-exact, the gateway's peak RSS under 64 MiB.
+        @Test(.timeLimit(.minutes(10))) func gibibyteThroughFileserverAtConstantMemory() async throws {
+            let servers = try await ChallengeFileservers.start(count: 2, latencyMilliseconds: 20)
+            do {
+                try await withGatewayRun { run in
+                    let gateway = try run.launchGateway(
+                        ["--listen", "127.0.0.1:0", "--shared-volume"]
+                            + servers.backendURLs.flatMap { ["--backend", $0] })
+                    try await gateway.waitUntilReady()
+                    let port = try #require(gateway.port)
+                    let size: Int64 = 1 << 30
+                    let body = PatternBody(size: size, seed: 1024)
+                    let clock = ContinuousClock()
+                    let putStart = clock.now
+                    let put = try await StreamedTransfer.upload(port: port, path: "/api/fileserver/big.bin", body: body)
+                    let putTime = clock.now - putStart
+                    #expect(put.status == 201, "PUT of 1 GiB: \(put.status) \(put.text)\n\(gateway.log)")
+                    let afterPut = gateway.peakResidentBytes ?? 0
+                    let mib = { (bytes: Int) in String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+                    // The gateway that acknowledged the write holds the chunked body to the length it knows; a new
+                    // gateway knows nothing, so it counts the body to its end, then asks for it again.
+                    var reader = gateway
+                    for round in ["known length", "restarted gateway"] {
+                        if round == "restarted gateway" {
+                            await gateway.stop()
+                            reader = try run.launchGateway(
+                                ["--listen", "127.0.0.1:0", "--shared-volume"]
+                                    + servers.backendURLs.flatMap { ["--backend", $0] })
+                            try await reader.waitUntilReady()
+                        }
+                        let getStart = clock.now
+                        let get = try await StreamedTransfer.download(
+                            port: try #require(reader.port), path: "/api/fileserver/big.bin", expecting: body)
+                        let getTime = clock.now - getStart
+                        #expect(get.status == 200, "GET (\(round)) of 1 GiB: \(get.status) \(get.text)")
+                        #expect(get.header("content-length") == "\(size)")
+                        #expect(get.count == size, "got \(get.count) of \(size) bytes")
+                        #expect(get.firstMismatch == nil, "differs from the MiB at \(get.firstMismatch ?? -1)")
+                        let peak = try #require(reader.peakResidentBytes)
+                        print(
+                            "gateway 1 GiB over the challenge's file server: PUT in \(putTime) (VmHWM"
+                                + " \(mib(afterPut))); GET (\(round)) in \(getTime), VmHWM \(mib(peak))")
+                        #expect(peak < 64 << 20, "the gateway's peak RSS reached \(mib(peak)) (\(round))")
+                    }
+                }
+            } catch {
+                await servers.stop()
+                throw error
+            }
+            await servers.stop()
+        }
+
         /// `--listen 127.0.0.1:0` binds a port of the OS's choosing, which the gateway logs (`listening
         /// address=...`); a round trip through it works; SIGTERM and SIGINT stop it promptly with status 0.
         @Test(.timeLimit(.minutes(3)), arguments: [SIGTERM, SIGINT])

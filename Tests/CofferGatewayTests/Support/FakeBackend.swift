@@ -100,7 +100,7 @@ final class FakeBackend: Backend {
         }
     }
 
-    func get(_ key: String, range: Range<Int64>?) async throws -> BackendGet {
+    func get(_ key: String, range: Range<Int64>?, expectedSize: Int64?) async throws -> BackendGet {
         let answer = try await snapshotGet(key, range: range)
         let pause = state.withLock { $0.behavior.pauseAfterGet }
         if pause > .zero { try await Task.sleep(for: pause) }

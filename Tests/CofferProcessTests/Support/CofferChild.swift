@@ -14,19 +14,6 @@ struct ChildNodeError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// How a child process ended.
-enum ChildExit: Equatable, CustomStringConvertible {
-    case exited(Int32)
-    case signaled(Int32)
-
-    var description: String {
-        switch self {
-        case .exited(let status): "exit status \(status)"
-        case .signaled(let signal): "killed by signal \(signal)"
-        }
-    }
-}
-
 /// One run of the real `coffer` binary as a child process (`coffer serve` or `coffer gateway`), normally on
 /// `127.0.0.1:0`: the port is read back from the "listening" log line. Its standard output and error go to a log file
 /// of its own, so the test can read what it logged and keep it for a post-mortem. Killed (SIGKILL) by `deinit` if
