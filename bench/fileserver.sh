@@ -69,7 +69,7 @@ print(f'| {label} | {t["requestsPerSecond"]:.0f} | {t["bestSecond"]} | {s.get("2
       f'| {s.get("5xx", 0)} | {s.get("errors", 0)} | {r["invalid"]} | {r["lost"]} | {t["latencyMs"]["p50"]:.1f} '
       f'| {t["latencyMs"]["p99"]:.1f} |')
 with open(path + ".rate", "w") as f:
-    f.write(f'{t["requestsPerSecond"]:.3f} {r["invalid"]} {r["lost"]} {s.get("5xx", 0)}')
+    f.write(f'{t["requestsPerSecond"]:.3f} {r["invalid"]} {r["lost"]} {s.get("5xx", 0)}\n')
 PY
     return $status
 }
@@ -98,8 +98,9 @@ nginx -c "$work/nginx.conf"
 until curl -s -o /dev/null "http://127.0.0.1:$front_port/api/fileserver/x"; do sleep 0.05; done
 run "nginx round robin" || true
 nginx_rate=$(cut -d' ' -f1 "$work/report.json.rate")
-kill "$(cat "$work/nginx.pid")"
-while [ -f "$work/nginx.pid" ] && kill -0 "$(cat "$work/nginx.pid")" 2>/dev/null; do sleep 0.05; done
+nginx_pid=$(cat "$work/nginx.pid")
+kill "$nginx_pid"
+while kill -0 "$nginx_pid" 2>/dev/null; do sleep 0.05; done
 servers_down
 
 # 2. coffer gateway --shared-volume

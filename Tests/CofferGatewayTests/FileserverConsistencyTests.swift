@@ -98,15 +98,18 @@ struct FileserverConsistencyTests {
     @Test("no torn reads while a write of the same name runs", arguments: [7 << 20, 40 << 20])
     func noTornReads(size: Int) async throws {
         try await withFileserverGateway(latencyMilliseconds: 50, configuration: Self.uncached) { gateway in
-            let versions = (0..<3).map { gatewayTestBytes(size, seed: UInt64(size + $0)) }
+            let versions = (0..<4).map { gatewayTestBytes(size, seed: UInt64(size + $0)) }
             #expect(try await gateway.request(.PUT, "hot", body: versions[0]).status == 201)
             var torn: [String] = []
             for round in 1..<versions.count {
                 let answers = try await withThrowingTaskGroup(of: (Bool, TestResponse).self) { group in
                     group.addTask { (true, try await gateway.request(.PUT, "hot", body: versions[round])) }
-                    for delay in 0..<8 {
+                    // Reads spread densely over the time the write may take at the backend (its latency, then
+                    // the truncate and the copy).
+                    let (reads, step) = size > 8 << 20 ? (10, 20) : (30, 6)
+                    for delay in 0..<reads {
                         group.addTask {
-                            try await Task.sleep(for: .milliseconds(60 + 15 * delay))
+                            try await Task.sleep(for: .milliseconds(20 + step * delay))
                             return (false, try await gateway.request(.GET, "hot"))
                         }
                     }
