@@ -13,7 +13,7 @@ struct PendingWrite: Sendable {
         case relocate(ByteBuffer, sequence: UInt64)
     }
 
-    let key: String
+    let key: BlobKey
     let mutation: Mutation
     let condition: WriteCondition
     let continuation: CheckedContinuation<CommitOutcome, any Error>
@@ -28,9 +28,9 @@ struct PendingWrite: Sendable {
     var estimatedBytes: Int {
         switch mutation {
         case .put(let meta, let data):
-            return Format.recordHeaderSize + key.utf8.count + meta.encodedSize + (data?.readableBytes ?? 0) + 4
+            return Format.recordHeaderSize + key.rawValue.utf8.count + meta.encodedSize + (data?.readableBytes ?? 0) + 4
         case .delete:
-            return Format.recordHeaderSize + key.utf8.count + 4
+            return Format.recordHeaderSize + key.rawValue.utf8.count + 4
         case .relocate(let raw, _):
             return raw.readableBytes
         }

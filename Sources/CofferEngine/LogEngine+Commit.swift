@@ -10,7 +10,8 @@ import Musl
 
 extension LogEngine {
     /// Hands `mutation` to the group-commit writer and waits until it is durable (or refused).
-    func commit(key: String, mutation: PendingWrite.Mutation, condition: WriteCondition) async throws -> CommitOutcome {
+    func commit(key: BlobKey, mutation: PendingWrite.Mutation, condition: WriteCondition) async throws -> CommitOutcome
+    {
         try await withCheckedThrowingContinuation { continuation in
             let write = PendingWrite(key: key, mutation: mutation, condition: condition, continuation: continuation)
             if !queue.submit(write) {
@@ -52,8 +53,8 @@ extension LogEngine {
             batch.removeAll { $0.isPut }
             if batch.isEmpty { return }
         }
-        var view: [String: IndexEntry?] = state.withLock { s in
-            var view: [String: IndexEntry?] = [:]
+        var view: [BlobKey: IndexEntry?] = state.withLock { s in
+            var view: [BlobKey: IndexEntry?] = [:]
             for write in batch where view[write.key] == nil { view[write.key] = .some(s.index[write.key]) }
             return view
         }
@@ -76,7 +77,7 @@ extension LogEngine {
             case .put(let meta, let data):
                 let kind: RecordKind = meta.spillID == 0 ? .putInline : .putSpill
                 hasSpill = hasSpill || kind == .putSpill
-                let length = LogRecord(sequence: sequence, kind: kind, key: write.key, meta: meta, data: data)
+                let length = LogRecord(sequence: sequence, kind: kind, key: write.key.rawValue, meta: meta, data: data)
                     .encode(into: &buffer)
                 current = IndexEntry(sequence: sequence, segment: 0, offset: offset, length: length, meta: meta)
             case .delete:
@@ -84,7 +85,7 @@ extension LogEngine {
                     staged.append(Staged(write: write, result: .failure(.notFound)))
                     continue
                 }
-                LogRecord(sequence: sequence, kind: .delete, key: write.key, meta: nil, data: nil)
+                LogRecord(sequence: sequence, kind: .delete, key: write.key.rawValue, meta: nil, data: nil)
                     .encode(into: &buffer)
             case .relocate(let raw, let relocated):
                 let isTombstone =

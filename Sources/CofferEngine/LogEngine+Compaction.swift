@@ -112,7 +112,8 @@ extension LogEngine {
                 for relocation in batch {
                     group.addTask {
                         let outcome = try await self.commit(
-                            key: relocation.key, mutation: .relocate(relocation.raw, sequence: relocation.sequence),
+                            key: BlobKey(unchecked: relocation.key),
+                            mutation: .relocate(relocation.raw, sequence: relocation.sequence),
                             condition: .none)
                         return outcome.applied
                     }
@@ -150,7 +151,7 @@ extension LogEngine {
     /// (an older put of the key may still sit in another segment, and the tombstone must keep hiding it).
     private func isLive(_ record: LogRecord, segment: UInt32, offset: Int64) -> Bool {
         state.withLock { s in
-            let entry = s.index[record.key]
+            let entry = s.index[BlobKey(unchecked: record.key)]
             if record.kind == .delete { return entry == nil }
             return entry?.sequence == record.sequence && entry?.segment == segment && entry?.recordOffset == offset
         }

@@ -21,7 +21,7 @@ extension LogEngine {
         for _ in 0..<3 {
             let (entry, segment) = try state.withLock { s -> (IndexEntry, SegmentFile?) in
                 guard s.open else { throw StoreError.unavailable.with(message: "the engine is closed") }
-                guard let entry = s.index[key.rawValue] else { throw StoreError.notFound }
+                guard let entry = s.index[key] else { throw StoreError.notFound }
                 return (entry, s.segments[entry.segment])
             }
             let info = entry.info
@@ -35,11 +35,11 @@ extension LogEngine {
                 }
                 guard let segment else { throw StoreError.corrupt.with(message: "segment of the record is missing") }
                 let bytes = try await ioPool.runIfActive {
-                    try self.readInline(key: key.rawValue, entry: entry, segment: segment, range: range)
+                    try self.readInline(key: key, entry: entry, segment: segment, range: range)
                 }
                 return BlobRead(info: info, decision: decision, body: .buffer(bytes))
             } catch let error as IOError where error.errnoCode == ENOENT && entry.isSpilled {
-                if lookup(key.rawValue)?.sequence != entry.sequence { continue }
+                if lookup(key)?.sequence != entry.sequence { continue }
                 reportCorruption(key: key.rawValue, entry: entry, reason: "spill file is missing")
                 throw StoreError.corrupt.with(message: "the blob's data file is missing")
             } catch let error as StoreError where error == .corrupt {
@@ -55,7 +55,7 @@ extension LogEngine {
     /// Answers from the index alone (HEAD, 304, 412, 416, not found) or from the read cache; `nil` when the bytes must
     /// be read from disk. Never blocks on I/O: safe on an event loop.
     public func readNow(_ key: BlobKey, options: ReadOptions) -> Result<BlobRead, StoreError>? {
-        guard let found = state.withLock({ s -> IndexEntry?? in s.open ? .some(s.index[key.rawValue]) : nil }) else {
+        guard let found = state.withLock({ s -> IndexEntry?? in s.open ? .some(s.index[key]) : nil }) else {
             return nil  // closed: the regular path says so
         }
         guard let entry = found else { return .failure(.notFound) }
@@ -64,21 +64,21 @@ extension LogEngine {
         guard let range = options.bodyRange(for: decision, size: info.size) else {
             return .success(BlobRead(info: info, decision: decision, body: nil))
         }
-        guard !entry.isSpilled, let data = cache.lookup(key.rawValue, sequence: entry.sequence) else { return nil }
+        guard !entry.isSpilled, let data = cache.lookup(key, sequence: entry.sequence) else { return nil }
         let bytes = data.getSlice(at: data.readerIndex + Int(range.lowerBound), length: range.count)!
         return .success(BlobRead(info: info, decision: decision, body: .buffer(bytes)))
     }
 
     /// Reads and verifies the whole record, then slices `range` out of its data. Blocking.
     private func readInline(
-        key: String, entry: IndexEntry, segment: SegmentFile, range: Range<Int64>
+        key: BlobKey, entry: IndexEntry, segment: SegmentFile, range: Range<Int64>
     ) throws
         -> ByteBuffer
     {
         let raw = try io.read(segment.fd, count: Int(entry.recordLength), offset: entry.recordOffset)
         guard raw.readableBytes == Int(entry.recordLength),
             case .success(let record) = LogRecord.decode(raw, at: raw.readerIndex),
-            record.sequence == entry.sequence, record.key == key, let data = record.data
+            record.sequence == entry.sequence, BlobKey(unchecked: record.key) == key, let data = record.data
         else { throw StoreError.corrupt.with(message: "record failed its checksum") }
         cache.insert(key, sequence: entry.sequence, data: data)
         return data.getSlice(at: data.readerIndex + Int(range.lowerBound), length: range.count)!

@@ -40,7 +40,7 @@ extension LogEngine {
         var state = State()
         // The index is built in place; `deleted` holds the sequence of the newest tombstone of each key that is absent,
         // so an older put met later in the scan (compaction moves records forward) cannot bring the key back.
-        var deleted: [String: UInt64] = [:]
+        var deleted: [BlobKey: UInt64] = [:]
         var maxSequence: UInt64 = 0
         var maxSpillID: UInt64 = 0
 
@@ -82,16 +82,17 @@ extension LogEngine {
                     report.recordsScanned += 1
                     maxSequence = max(maxSequence, record.sequence)
                     if let spillID = record.meta?.spillID { maxSpillID = max(maxSpillID, spillID) }
-                    let newest = state.index[record.key]?.sequence ?? deleted[record.key] ?? 0
+                    let key = BlobKey(unchecked: record.key)
+                    let newest = state.index[key]?.sequence ?? deleted[key] ?? 0
                     if record.sequence > newest {
                         if var meta = record.meta {
                             meta.contentType = state.contentTypes.intern(meta.contentType)
-                            state.index[record.key] = IndexEntry(
+                            state.index[key] = IndexEntry(
                                 sequence: record.sequence, segment: id, offset: offset, length: length, meta: meta)
-                            deleted.removeValue(forKey: record.key)
+                            deleted.removeValue(forKey: key)
                         } else {
-                            state.index.removeValue(forKey: record.key)
-                            deleted[record.key] = record.sequence
+                            state.index.removeValue(forKey: key)
+                            deleted[key] = record.sequence
                         }
                     }
                     offset += Int64(length)

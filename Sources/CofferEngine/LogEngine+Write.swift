@@ -16,7 +16,7 @@ extension LogEngine {
         options: WriteOptions
     ) async throws -> WriteResult {
         try checkWritable()
-        if let refusal = IndexEntry.check(options.condition, current: lookup(key.rawValue)) { throw refusal }
+        if let refusal = IndexEntry.check(options.condition, current: lookup(key)) { throw refusal }
         if let expected = options.expectedLength, expected > configuration.maxBlobSize { throw StoreError.tooLarge }
         // No body can match a negative length (and it must not reach the buffer capacity below: that traps).
         if let expected = options.expectedLength, expected < 0 {
@@ -96,7 +96,7 @@ extension LogEngine {
                 meta.spillTableCRC = try await ioPool.runIfActive { try writer.finish() }
             }
             let outcome = try await commit(
-                key: key.rawValue, mutation: .put(meta, data: spill == nil ? inline : nil),
+                key: key, mutation: .put(meta, data: spill == nil ? inline : nil),
                 condition: options.condition)
             return WriteResult(created: outcome.previous == nil, info: outcome.current!.info)
         } catch {
@@ -121,7 +121,7 @@ extension LogEngine {
     public func delete(_ key: BlobKey, condition: WriteCondition) async throws -> BlobInfo {
         try checkWritable()
         do {
-            let outcome = try await commit(key: key.rawValue, mutation: .delete, condition: condition)
+            let outcome = try await commit(key: key, mutation: .delete, condition: condition)
             return outcome.previous!.info
         } catch {
             throw LogEngine.storeError(error)
@@ -135,7 +135,7 @@ extension LogEngine {
         }
     }
 
-    func lookup(_ key: String) -> IndexEntry? {
+    func lookup(_ key: BlobKey) -> IndexEntry? {
         state.withLock { $0.index[key] }
     }
 }

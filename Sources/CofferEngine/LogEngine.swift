@@ -17,7 +17,7 @@ import Musl
 /// spill writes). Nothing here blocks an event loop or the cooperative pool.
 public final class LogEngine: BlobStore, Sendable {
     struct State: Sendable {
-        var index: [String: IndexEntry] = [:]
+        var index: [BlobKey: IndexEntry] = [:]
         var segments: [UInt32: SegmentFile] = [:]
         var contentTypes = StringInterner()
         /// The segment the writer appends to; never compacted.

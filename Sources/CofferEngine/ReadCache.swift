@@ -1,3 +1,4 @@
+import CofferCore
 import NIOCore
 import Synchronization
 
@@ -6,9 +7,9 @@ import Synchronization
 /// served (the caller looks the sequence up in the index first). First in, first out, within a byte budget.
 final class ReadCache: Sendable {
     private struct State {
-        var entries: [String: (sequence: UInt64, data: ByteBuffer, stamp: UInt64)] = [:]
+        var entries: [BlobKey: (sequence: UInt64, data: ByteBuffer, stamp: UInt64)] = [:]
         /// Insertion order; an element whose stamp no longer matches its entry is stale and skipped.
-        var order: [(key: String, stamp: UInt64)] = []
+        var order: [(key: BlobKey, stamp: UInt64)] = []
         var head = 0
         var bytes = 0
         var nextStamp: UInt64 = 0
@@ -24,7 +25,7 @@ final class ReadCache: Sendable {
     }
 
     /// The bytes of version `sequence` of `key`, if cached.
-    func lookup(_ key: String, sequence: UInt64) -> ByteBuffer? {
+    func lookup(_ key: BlobKey, sequence: UInt64) -> ByteBuffer? {
         state.withLock { s in
             guard let entry = s.entries[key], entry.sequence == sequence else { return nil }
             return entry.data
@@ -32,13 +33,13 @@ final class ReadCache: Sendable {
     }
 
     /// Keeps `data` (all bytes of version `sequence` of `key`) if it is small enough; replaces an older version.
-    func insert(_ key: String, sequence: UInt64, data: ByteBuffer) {
-        let size = data.readableBytes + key.utf8.count
+    func insert(_ key: BlobKey, sequence: UInt64, data: ByteBuffer) {
+        let size = data.readableBytes + key.rawValue.utf8.count
         guard budget > 0, data.readableBytes <= maxBlobBytes, size <= budget else { return }
         state.withLock { s in
             if let old = s.entries[key] {
                 guard old.sequence < sequence else { return }
-                s.bytes -= old.data.readableBytes + key.utf8.count
+                s.bytes -= old.data.readableBytes + key.rawValue.utf8.count
             }
             s.nextStamp += 1
             s.entries[key] = (sequence, data, s.nextStamp)
@@ -49,7 +50,7 @@ final class ReadCache: Sendable {
                 s.head += 1
                 if let entry = s.entries[victim], entry.stamp == stamp {
                     s.entries.removeValue(forKey: victim)
-                    s.bytes -= entry.data.readableBytes + victim.utf8.count
+                    s.bytes -= entry.data.readableBytes + victim.rawValue.utf8.count
                 }
             }
             if s.head > 1024 && s.head * 2 > s.order.count {
@@ -60,9 +61,11 @@ final class ReadCache: Sendable {
     }
 
     /// Forgets `key` (after a delete).
-    func remove(_ key: String) {
+    func remove(_ key: BlobKey) {
         state.withLock { s in
-            if let old = s.entries.removeValue(forKey: key) { s.bytes -= old.data.readableBytes + key.utf8.count }
+            if let old = s.entries.removeValue(forKey: key) {
+                s.bytes -= old.data.readableBytes + key.rawValue.utf8.count
+            }
         }
     }
 

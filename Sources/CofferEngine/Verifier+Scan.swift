@@ -23,7 +23,7 @@ extension Verifier {
     func scan() throws -> VerifyReport {
         var report = VerifyReport(directory: directory)
         let manifest = try QuarantineManifest.load(directory: quarantinePath, io: io)
-        var newest: [String: Newest] = [:]
+        var newest: [BlobKey: Newest] = [:]
         let ids = try listIfPresent(segmentsPath)
             .compactMap { parseHexName($0, suffix: Format.segmentSuffix) }
             .filter { $0 > 0 && $0 <= UInt64(UInt32.max) }
@@ -50,7 +50,7 @@ extension Verifier {
     /// Scans one segment the way recovery does: valid records go to `newest`, bad ranges become regions.
     private func scanSegment(
         _ id: UInt32, isLast: Bool, manifest: QuarantineManifest, report: inout VerifyReport,
-        newest: inout [String: Newest]
+        newest: inout [BlobKey: Newest]
     ) throws {
         let fd = try io.open(segmentsPath + "/" + SegmentFile.fileName(id: id), flags: O_RDONLY, mode: 0)
         defer { try? io.close(fd) }
@@ -70,8 +70,9 @@ extension Verifier {
             case .valid(let record, let length):
                 if headerValid {
                     report.recordsVerified += 1
-                    if record.sequence > newest[record.key]?.sequence ?? 0 {
-                        newest[record.key] = Newest(
+                    let key = BlobKey(unchecked: record.key)
+                    if record.sequence > newest[key]?.sequence ?? 0 {
+                        newest[key] = Newest(
                             sequence: record.sequence, segment: id, offset: offset, meta: record.meta)
                     }
                 } else {
@@ -179,13 +180,13 @@ extension Verifier {
 
     /// A key is damaged when a damaged (or stranded) record of it is newer than its newest valid record. Torn tails
     /// are not damage (the write was never acknowledged), and quarantined regions were already handled.
-    private func findDamagedBlobs(report: inout VerifyReport, newest: [String: Newest]) {
-        var damaged: [String: DamagedBlob] = [:]
+    private func findDamagedBlobs(report: inout VerifyReport, newest: [BlobKey: Newest]) {
+        var damaged: [BlobKey: DamagedBlob] = [:]
         for region in report.regions where region.kind != .tornTail && !region.quarantined {
             for record in region.records {
-                guard let key = record.key, let sequence = record.sequence,
-                    sequence > newest[key]?.sequence ?? 0, sequence > damaged[key]?.sequence ?? 0
-                else { continue }
+                guard let name = record.key, let sequence = record.sequence else { continue }
+                let key = BlobKey(unchecked: name)
+                guard sequence > newest[key]?.sequence ?? 0, sequence > damaged[key]?.sequence ?? 0 else { continue }
                 let problem: DamagedBlob.Problem = record.intact ? .segmentHeaderDamaged : .recordDamaged
                 let what =
                     record.intact
@@ -195,7 +196,7 @@ extension Verifier {
                     newest[key].map { $0.meta == nil ? "answers not found" : "serves version \($0.sequence)" }
                     ?? "answers not found"
                 damaged[key] = DamagedBlob(
-                    key: key, problem: problem, detail: "\(what); a node started on this directory \(served)",
+                    key: name, problem: problem, detail: "\(what); a node started on this directory \(served)",
                     segment: region.segment, offset: record.offset, sequence: sequence, spillID: record.spillID)
             }
         }

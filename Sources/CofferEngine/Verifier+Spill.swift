@@ -10,10 +10,11 @@ import Musl
 extension Verifier {
     /// Verifies the spill file of every live put-spill record, block by block, and lists the files in `blobs/` that no
     /// live record references.
-    func checkSpillFiles(report: inout VerifyReport, newest: [String: Newest]) throws {
+    func checkSpillFiles(report: inout VerifyReport, newest: [BlobKey: Newest]) throws {
         var referenced = Set<UInt64>()
-        let alreadyDamaged = Set(report.damagedBlobs.map(\.key))
-        for (key, entry) in newest.sorted(by: { $0.key < $1.key }) {
+        let alreadyDamaged = Set(report.damagedBlobs.map { BlobKey(unchecked: $0.key) })
+        for (key, entry) in newest.sorted(by: { $0.key.rawValue.utf8.lexicographicallyPrecedes($1.key.rawValue.utf8) })
+        {
             guard let meta = entry.meta, meta.spillID != 0 else { continue }
             referenced.insert(meta.spillID)
             guard let (problem, detail) = try checkSpill(meta, report: &report), !alreadyDamaged.contains(key) else {
@@ -21,7 +22,7 @@ extension Verifier {
             }
             report.damagedBlobs.append(
                 DamagedBlob(
-                    key: key, problem: problem, detail: detail, segment: entry.segment, offset: entry.offset,
+                    key: key.rawValue, problem: problem, detail: detail, segment: entry.segment, offset: entry.offset,
                     sequence: entry.sequence, spillID: meta.spillID))
         }
         for name in try listIfPresent(blobsPath).sorted() {

@@ -34,7 +34,7 @@ public final class GatewayCache: Sendable {
     private struct State {
         var nodes: [Node] = []
         var free: [Int] = []
-        var index: [String: Int] = [:]
+        var index: [BlobKey: Int] = [:]
         var head = -1
         var tail = -1
         var statistics = Statistics()
@@ -55,7 +55,7 @@ public final class GatewayCache: Sendable {
 
         mutating func remove(_ slot: Int) {
             unlink(slot)
-            index[nodes[slot].key] = nil
+            index[BlobKey(unchecked: nodes[slot].key)] = nil
             statistics.bytes -= nodes[slot].cost
             statistics.entries -= 1
             nodes[slot].bytes = ByteBuffer()
@@ -81,7 +81,7 @@ public final class GatewayCache: Sendable {
     /// The cached version of `key`, which becomes the most recently used.
     public func lookup(_ key: String) -> (info: BlobInfo, bytes: ByteBuffer)? {
         state.withLock { state in
-            guard let slot = state.index[key] else {
+            guard let slot = state.index[BlobKey(unchecked: key)] else {
                 state.statistics.misses += 1
                 return nil
             }
@@ -103,7 +103,7 @@ public final class GatewayCache: Sendable {
         guard cost <= capacity else { return }
         state.withLock { state in
             guard isCurrent() else { return }
-            if let existing = state.index[key] { state.remove(existing) }
+            if let existing = state.index[BlobKey(unchecked: key)] { state.remove(existing) }
             while state.statistics.bytes + cost > capacity, state.tail >= 0 {
                 state.remove(state.tail)
                 state.statistics.evictions += 1
@@ -118,7 +118,7 @@ public final class GatewayCache: Sendable {
                 slot = state.nodes.count - 1
             }
             state.pushFront(slot)
-            state.index[key] = slot
+            state.index[BlobKey(unchecked: key)] = slot
             state.statistics.bytes += cost
             state.statistics.entries += 1
             state.statistics.inserts += 1
@@ -128,7 +128,7 @@ public final class GatewayCache: Sendable {
     /// Drops `key`.
     public func invalidate(_ key: String) {
         state.withLock { state in
-            if let slot = state.index[key] { state.remove(slot) }
+            if let slot = state.index[BlobKey(unchecked: key)] { state.remove(slot) }
         }
     }
 

@@ -1,3 +1,4 @@
+import CofferCore
 import Synchronization
 
 /// Write generations per key, striped: a write bumps its key's stripe when it starts and again when it ends. A reader
@@ -11,7 +12,7 @@ final class KeyGenerations: Sendable {
     private let counters = Mutex<[UInt64]>(Array(repeating: 0, count: KeyGenerations.stripes))
 
     private func stripe(_ key: String) -> Int {
-        Int(UInt(bitPattern: key.hashValue) % UInt(Self.stripes))
+        Int(UInt(bitPattern: BlobKey(unchecked: key).hashValue) % UInt(Self.stripes))
     }
 
     /// The generation of `key` now.

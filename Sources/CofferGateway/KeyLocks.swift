@@ -1,10 +1,11 @@
+import CofferCore
 import Synchronization
 
 /// A readers-writer lock per key, made on demand and fair: holders are granted strictly in arrival order, so a
 /// read that arrives after a write waits for that write, and a write waits for the reads before it (none overtakes,
 /// none starves). Reads share the key with the reads next to them in line; writes, deletes and repairs hold it alone.
 ///
-/// A key's entry exists only while the key is held or awaited, so memory follows the keys in use, not all keys.
+/// Names are compared by their bytes (``BlobKey``). A key's entry exists only while the key is held or awaited, so memory follows the keys in use, not all keys.
 final class KeyLocks: Sendable {
     private struct Waiter {
         var exclusive: Bool
@@ -28,11 +29,12 @@ final class KeyLocks: Sendable {
         var isIdle: Bool { readers == 0 && !writer && queue.isEmpty }
     }
 
-    private let table = Mutex<[String: Entry]>([:])
+    private let table = Mutex<[BlobKey: Entry]>([:])
 
     /// Waits until `key` can be taken (shared, or `exclusive`) and takes it. Not cancellable: every holder finishes
     /// (its requests have deadlines).
-    func lock(_ key: String, exclusive: Bool = true) async {
+    func lock(_ name: String, exclusive: Bool = true) async {
+        let key = BlobKey(unchecked: name)
         let acquired = table.withLock { table -> Bool in
             var entry = table[key] ?? Entry()
             guard entry.admits(exclusive: exclusive) else { return false }
@@ -59,7 +61,8 @@ final class KeyLocks: Sendable {
 
     /// Releases `key` (taken with the same `exclusive`), handing it to the waiters at the front of the line: one
     /// writer, or every reader up to the next writer.
-    func unlock(_ key: String, exclusive: Bool = true) {
+    func unlock(_ name: String, exclusive: Bool = true) {
+        let key = BlobKey(unchecked: name)
         let granted = table.withLock { table -> [CheckedContinuation<Void, Never>] in
             guard var entry = table[key] else {
                 preconditionFailure("KeyLocks.unlock of a key that is not locked")

@@ -98,14 +98,15 @@ extension ShardedStore {
     ) {
         guard configuration.repair else { return }
         let limit = configuration.maxConcurrentRepairs
+        let name = BlobKey(unchecked: key)
         let accepted = repairs.withLock { running in
-            guard running.count < limit, !running.contains(key) else { return false }
-            running.insert(key)
+            guard running.count < limit, !running.contains(name) else { return false }
+            running.insert(name)
             return true
         }
         guard accepted else { return }
         Task {
-            defer { _ = repairs.withLock { $0.remove(key) } }
+            defer { _ = repairs.withLock { $0.remove(name) } }
             await locks.withLock(key) {
                 guard generations.current(key) == generation else { return }
                 guard let source else {

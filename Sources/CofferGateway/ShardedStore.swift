@@ -148,7 +148,7 @@ public final class ShardedStore: BlobStore, Service {
     let generations = KeyGenerations()
     let stale: StaleReplicas
     let cache: GatewayCache?
-    let repairs = Mutex<Set<String>>([])
+    let repairs = Mutex<Set<BlobKey>>([])
     /// Requests this store has running per backend (shared placement only).
     let sharedLoads = Mutex<[String: Int]>([:])
     /// What the gateway knows of each name (shared placement only).

@@ -40,9 +40,9 @@ final class SharedNames: Sendable {
     }
 
     private struct Table {
-        var entries: [String: Entry] = [:]
+        var entries: [BlobKey: Entry] = [:]
         /// Names in insertion order (with the stamp they had then), for eviction; stale pairs are skipped.
-        var order: [(name: String, stamp: UInt64)] = []
+        var order: [(name: BlobKey, stamp: UInt64)] = []
         var head = 0
         var nextStamp: UInt64 = 0
     }
@@ -56,7 +56,7 @@ final class SharedNames: Sendable {
 
     /// The entry of `name`, or `nil` when unknown.
     func entry(_ name: String) -> Entry? {
-        table.withLock { $0.entries[name] }
+        table.withLock { $0.entries[BlobKey(unchecked: name)] }
     }
 
     /// The name is stored as `info`, and `backend` knows it (a write acknowledged, or a read served).
@@ -93,6 +93,7 @@ final class SharedNames: Sendable {
     var count: Int { table.withLock { $0.entries.count } }
 
     private func update(_ name: String, _ change: (Entry?) -> Entry) {
+        let name = BlobKey(unchecked: name)
         table.withLock { table in
             let existing = table.entries[name]
             var entry = change(existing)

@@ -1,3 +1,4 @@
+import CofferCore
 import Synchronization
 
 /// Backends known to hold an outdated state of a key (hinted handoff, in memory): a write or delete that reached
@@ -9,7 +10,7 @@ import Synchronization
 /// and at most ``capacity`` keys are tracked (further marks are dropped and counted in ``dropped``).
 final class StaleReplicas: Sendable {
     private struct State {
-        var marks: [String: Set<String>] = [:]
+        var marks: [BlobKey: Set<String>] = [:]
         var dropped = 0
     }
 
@@ -22,7 +23,8 @@ final class StaleReplicas: Sendable {
 
     /// Marks `backends` (ids) as outdated for `key`. Returns `false` when the table is full and the mark was dropped.
     @discardableResult
-    func mark(_ key: String, backends: some Sequence<String>) -> Bool {
+    func mark(_ name: String, backends: some Sequence<String>) -> Bool {
+        let key = BlobKey(unchecked: name)
         let ids = Set(backends)
         guard !ids.isEmpty else { return true }
         return state.withLock { state in
@@ -36,7 +38,8 @@ final class StaleReplicas: Sendable {
     }
 
     /// Clears the marks of `backends` for `key` (they now hold its current state).
-    func clear(_ key: String, backends: some Sequence<String>) {
+    func clear(_ name: String, backends: some Sequence<String>) {
+        let key = BlobKey(unchecked: name)
         state.withLock { state in
             guard var ids = state.marks[key] else { return }
             ids.subtract(backends)
@@ -45,8 +48,8 @@ final class StaleReplicas: Sendable {
     }
 
     /// The backends marked outdated for `key`.
-    func marked(_ key: String) -> Set<String> {
-        state.withLock { $0.marks[key] ?? [] }
+    func marked(_ name: String) -> Set<String> {
+        state.withLock { $0.marks[BlobKey(unchecked: name)] ?? [] }
     }
 
     /// Forgets the marks of backends that left the set.

@@ -24,7 +24,9 @@ struct SealedCorruptionRecoveryTests {
                 try await engine.put(Self.name(i), Self.value(Self.name(i), version: 1))
                 if i == 15 { try await engine.put("x", Self.value("x", version: 2)) }
             }
-            return engine.state.withLock { $0.index }
+            return engine.state.withLock {
+                Dictionary(uniqueKeysWithValues: $0.index.map { ($0.key.rawValue, $0.value) })
+            }
         }
     }
 

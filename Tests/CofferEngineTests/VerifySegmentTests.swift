@@ -21,7 +21,9 @@ struct VerifySegmentTests {
         try await withEngine(configuration(directory)) { engine async throws in
             for i in 0..<12 { try await engine.put("k\(i)", randomBytes(900, seed: UInt64(i))) }
             try await engine.put("k0", randomBytes(900, seed: 100))
-            return engine.state.withLock { $0.index }
+            return engine.state.withLock {
+                Dictionary(uniqueKeysWithValues: $0.index.map { ($0.key.rawValue, $0.value) })
+            }
         }
     }
 

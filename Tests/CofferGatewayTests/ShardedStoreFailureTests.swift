@@ -206,4 +206,25 @@ struct ShardedStoreFailureTests {
         _ = try await store.delete(BlobKey("object/s1")!, condition: .none)
         #expect(total() == calls + 6, "a later delete goes only to the backend that learned the name: one request")
     }
+
+    /// Keys are byte strings to the gateway as to S3: canonically equivalent spellings are separate objects, in the
+    /// cache, in what a shared-volume gateway knows, and on the backends.
+    @Test("keys compare by bytes: equivalent Unicode spellings are separate objects", arguments: [false, true])
+    func byteKeys(shared: Bool) async throws {
+        let (_, store) = Self.make(replicas: 1) {
+            $0.cacheSize = 1 << 20
+            if shared { $0.placement = .shared }
+        }
+        let composed = "object/caf\u{E9}"
+        let decomposed = "object/cafe\u{301}"
+        #expect(composed == decomposed)  // what Swift's String says
+        _ = try await Self.put(store, composed, [1])
+        await #expect(throws: StoreError.notFound) { _ = try await Self.get(store, decomposed) }
+        let second = try await Self.put(store, decomposed, [2])
+        #expect(second.created)
+        #expect(try await Self.get(store, composed) == [1])
+        #expect(try await Self.get(store, decomposed) == [2])
+        _ = try await store.delete(BlobKey(decomposed)!, condition: .none)
+        #expect(try await Self.get(store, composed) == [1])
+    }
 }

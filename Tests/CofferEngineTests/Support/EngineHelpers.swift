@@ -187,3 +187,8 @@ func bytes(hex: String) -> [UInt8] {
     }
     return out
 }
+
+extension LogEngine {
+    /// The index entry of the key spelled `key` (tests name keys as strings).
+    func lookup(_ key: String) -> IndexEntry? { lookup(BlobKey(key)!) }
+}

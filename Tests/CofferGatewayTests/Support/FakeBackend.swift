@@ -24,7 +24,8 @@ final class FakeBackend: Backend {
     }
 
     private struct State {
-        var objects: [String: (bytes: ByteBuffer, contentType: String?)] = [:]
+        /// Keyed by bytes, as S3 keys are (``BlobKey``).
+        var objects: [BlobKey: (bytes: ByteBuffer, contentType: String?)] = [:]
         var behavior = Behavior()
         var inFlight = 0
         var maxInFlight = 0
@@ -49,15 +50,15 @@ final class FakeBackend: Backend {
     var calls: Int { state.withLock { $0.calls } }
     var throttled: Int { state.withLock { $0.throttled } }
     var probes: Int { state.withLock { $0.probes } }
-    var keys: [String] { state.withLock { Array($0.objects.keys) } }
+    var keys: [String] { state.withLock { $0.objects.keys.map(\.rawValue) } }
 
     /// The bytes held under `key`, or `nil`.
     func bytes(_ key: String) -> [UInt8]? {
-        state.withLock { state in state.objects[key].map { Array($0.bytes.readableBytesView) } }
+        state.withLock { state in state.objects[BlobKey(unchecked: key)].map { Array($0.bytes.readableBytesView) } }
     }
 
     func store(_ key: String, _ bytes: [UInt8]) {
-        state.withLock { $0.objects[key] = (ByteBuffer(bytes: bytes), nil) }
+        state.withLock { $0.objects[BlobKey(unchecked: key)] = (ByteBuffer(bytes: bytes), nil) }
     }
 
     /// Runs one call under the behaviour: counts it in flight, sleeps, hangs, fails or throttles, then `body`.
@@ -95,7 +96,9 @@ final class FakeBackend: Backend {
 
     func head(_ key: String) async throws -> BackendObject {
         try await perform {
-            guard let entry = state.withLock({ $0.objects[key] }) else { throw BackendError(.notFound, code: "404") }
+            guard let entry = state.withLock({ $0.objects[BlobKey(unchecked: key)] }) else {
+                throw BackendError(.notFound, code: "404")
+            }
             return object(key, entry)
         }
     }
@@ -109,7 +112,9 @@ final class FakeBackend: Backend {
 
     private func snapshotGet(_ key: String, range: Range<Int64>?) async throws -> BackendGet {
         try await perform {
-            guard let entry = state.withLock({ $0.objects[key] }) else { throw BackendError(.notFound, code: "404") }
+            guard let entry = state.withLock({ $0.objects[BlobKey(unchecked: key)] }) else {
+                throw BackendError(.notFound, code: "404")
+            }
             let size = Int64(entry.bytes.readableBytes)
             var served = 0..<size
             if let range {
@@ -139,14 +144,14 @@ final class FakeBackend: Backend {
         guard Int64(bytes.readableBytes) == body.length else { throw StoreError.incompleteBody }
         let stored = bytes
         return try await perform {
-            state.withLock { $0.objects[key] = (stored, contentType) }
+            state.withLock { $0.objects[BlobKey(unchecked: key)] = (stored, contentType) }
             return object(key, (stored, contentType))
         }
     }
 
     func delete(_ key: String) async throws {
         try await perform {
-            guard state.withLock({ $0.objects.removeValue(forKey: key) }) != nil else {
+            guard state.withLock({ $0.objects.removeValue(forKey: BlobKey(unchecked: key)) }) != nil else {
                 throw BackendError(.notFound, code: "404")
             }
         }
