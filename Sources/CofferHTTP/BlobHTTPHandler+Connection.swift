@@ -65,10 +65,12 @@ extension BlobHTTPHandler {
     // MARK: Errors
 
     /// A request the parser rejects gets a 400 with a JSON body (NIO's own error handler sends an empty one) unless a
-    /// response is already under way; the connection closes either way, since the framing of what follows is unknown.
+    /// response is already under way, or the connection is already gone (the parser reports an incomplete request
+    /// when the connection closes, also one that NIO's pipeline handler closed as idle at shutdown, where nothing may
+    /// be written any more); the connection closes either way, since the framing of what follows is unknown.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         processor.logger.debug("connection error", metadata: ["error": "\(error)"])
-        if let parserError = error as? HTTPParserError, !responseHeadWritten {
+        if let parserError = error as? HTTPParserError, !responseHeadWritten, context.channel.isActive {
             var answer = HTTPError.badRequest("malformed HTTP request: \(parserError)")
             answer.closeConnection = true
             responseOpen = true  // answered between requests too
