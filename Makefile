@@ -1,5 +1,5 @@
 # One command starts the server (`make run`), one runs every test (`make test`).
-.PHONY: build run test lint unit-test crash-test bench-smoke compose-check dist dist-test clean
+.PHONY: build run test test-deps lint unit-test crash-test bench-smoke compose-check dist dist-test clean
 
 build:
 	swift build -c release --product coffer
@@ -54,7 +54,11 @@ dist:
 dist-test: dist
 	scripts/dist-test.sh
 
-test: lint unit-test bench-smoke compose-check dist-test
+# Installs what the suites need and this machine lacks (Debian packages, moto); nothing when all is there.
+test-deps:
+	scripts/install-test-deps.sh
+
+test: test-deps lint unit-test bench-smoke compose-check dist-test
 
 clean:
 	rm -rf .build .build-dist challenge.tar.gz

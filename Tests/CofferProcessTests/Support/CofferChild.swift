@@ -16,10 +16,11 @@ struct ChildNodeError: Error, CustomStringConvertible {
 
 /// One run of the real `coffer` binary as a child process (`coffer serve` or `coffer gateway`), normally on
 /// `127.0.0.1:0`: the port is read back from the "listening" log line. Its standard output and error go to a log file
-/// of its own, so the test can read what it logged and keep it for a post-mortem. Killed (SIGKILL) by `deinit` if
-/// still running, so a test that failed half-way leaves nothing behind.
+/// of its own, so the test can read what it logged and keep it for a post-mortem. A ``ChildProcess``: reaped with
+/// `waitpid`, every wait bounded, killed (SIGKILL) by `deinit` if still running, so a test that failed half-way leaves
+/// nothing behind.
 class CofferChild: @unchecked Sendable {
-    let process: Process
+    let process: ChildProcess
     let logPath: String
     /// Names the child in errors ("coffer serve", "coffer gateway").
     let name: String
@@ -29,25 +30,13 @@ class CofferChild: @unchecked Sendable {
     init(command arguments: [String], logPath: String) throws {
         self.logPath = logPath
         self.name = "coffer \(arguments.first ?? "")"
-        guard FileManager.default.createFile(atPath: logPath, contents: nil),
-            let log = FileHandle(forWritingAtPath: logPath)
-        else { throw ChildNodeError("cannot create \(logPath)") }
-        defer { try? log.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try CofferBinary.path())
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        self.process = process
+        guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
+            throw ChildNodeError("cannot create \(logPath)")
+        }
+        self.process = try ChildProcess(try CofferBinary.path(), arguments, logPath: logPath)
     }
 
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    }
-
-    var pid: pid_t { process.processIdentifier }
+    var pid: pid_t { process.pid }
     var isRunning: Bool { process.isRunning }
 
     /// Everything the child wrote so far (standard output and standard error).
@@ -69,7 +58,8 @@ class CofferChild: @unchecked Sendable {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             guard isRunning else {
-                throw ChildNodeError("\(name) exited before it was ready (\(exitStatus)); log:\n\(log)")
+                throw ChildNodeError(
+                    "\(name) exited before it was ready (\(exitStatus.map(\.description) ?? "?")); log:\n\(log)")
             }
             if let port, await Self.healthy(port: port) { return }
             try await Task.sleep(for: .milliseconds(5))
@@ -86,26 +76,20 @@ class CofferChild: @unchecked Sendable {
 
     /// Sends `signal` to the child.
     func signal(_ signal: Int32) {
-        kill(pid, signal)
+        process.signal(signal)
     }
 
-    /// Waits (polling) until the process has exited and returns how it ended.
+    /// Waits (polling, bounded) until the process has exited and returns how it ended.
     @discardableResult
     func waitForExit(within limit: Duration = .seconds(30)) async throws -> ChildExit {
-        let deadline = ContinuousClock.now + limit
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else {
-                throw ChildNodeError("\(name) still running after \(limit); log:\n\(log)")
-            }
-            try await Task.sleep(for: .milliseconds(2))
+        do {
+            return try await process.waitForExit(within: limit)
+        } catch {
+            throw ChildNodeError("\(name) still running after \(limit); log:\n\(log)")
         }
-        return exitStatus
     }
 
-    private var exitStatus: ChildExit {
-        process.terminationReason == .uncaughtSignal
-            ? .signaled(process.terminationStatus) : .exited(process.terminationStatus)
-    }
+    private var exitStatus: ChildExit? { process.exitStatus }
 }
 
 /// Parses swift-log's `StreamLogHandler` lines: `<time> <level> <label>: key=value key=value [Module] message`.
