@@ -36,10 +36,14 @@ public final class ChildProcess: @unchecked Sendable {
     private let ended = Mutex<ChildExit?>(nil)
 
     /// Starts `executable` (a path, or a name looked up in `PATH`) with `arguments`, standard input from
-    /// `/dev/null`, standard output and error appended to `logPath`.
+    /// `/dev/null`, standard output appended to `logPath` and standard error to `errorPath` (default: the same file),
+    /// with this process's environment plus `environment`.
     ///
-    /// - Errors: ``Failure`` when the log cannot be opened or the program cannot be started.
-    public init(_ executable: String, _ arguments: [String], logPath: String) throws {
+    /// - Errors: ``Failure`` when the program cannot be started.
+    public init(
+        _ executable: String, _ arguments: [String], logPath: String, errorPath: String? = nil,
+        environment: [String: String] = [:]
+    ) throws {
         self.logPath = logPath
         self.name = ([executable] + arguments.prefix(2)).joined(separator: " ")
         var actions = posix_spawn_file_actions_t()
@@ -47,11 +51,27 @@ public final class ChildProcess: @unchecked Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let errorPath {
+            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
+        var variables: [String: String] = [:]
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let equals = text.firstIndex(of: "=") {
+                variables[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            entry += 1
+        }
+        variables.merge(environment) { $1 }
+        let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in envp { free(pointer) } }
         var child: pid_t = 0
-        let result = posix_spawnp(&child, executable, &actions, nil, argv, environ)
+        let result = posix_spawnp(&child, executable, &actions, nil, argv, envp)
         guard result == 0 else { throw Failure("cannot start \(executable): \(String(cString: strerror(result)))") }
         self.pid = child
     }

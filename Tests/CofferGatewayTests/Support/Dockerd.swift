@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CofferGateway
+import CofferTestKit
 import Foundation
 import NIOCore
 import Synchronization
@@ -42,8 +43,8 @@ final class Dockerd: @unchecked Sendable {
     /// A bridge network created for these tests.
     let network: String
     let dockerCLI: String
-    private let daemon: Process
-    private let watchdogProcess: Process
+    private let daemon: ChildProcess
+    private let watchdogProcess: ChildProcess
 
     var socketPath: String { directory + "/docker.sock" }
     var logPath: String { directory + "/dockerd.log" }
@@ -52,7 +53,7 @@ final class Dockerd: @unchecked Sendable {
 
     /// Once the test process (`$1`) is gone: stops the daemon (`$2`: SIGTERM, SIGKILL after 30 s), deletes the
     /// test network's bridge (named in `$3/bridge`) and the directory `$3`. It only waits in foreground commands: a
-    /// child started by Foundation's `Process` may inherit a blocked SIGCHLD, which breaks the shell's `wait`.
+    /// child may inherit a blocked SIGCHLD from the thread that spawned it, which breaks the shell's `wait`.
     private static let watchdog = """
         parent=$1; daemon=$2; dir=$3
         while kill -0 "$parent" 2>/dev/null; do sleep 1; done
@@ -64,7 +65,9 @@ final class Dockerd: @unchecked Sendable {
         rm -rf "$dir" 2>/dev/null
         """
 
-    private init(directory: String, network: String, dockerCLI: String, daemon: Process, watchdog: Process) {
+    private init(
+        directory: String, network: String, dockerCLI: String, daemon: ChildProcess, watchdog: ChildProcess
+    ) {
         self.directory = directory
         self.network = network
         self.dockerCLI = dockerCLI
@@ -89,32 +92,20 @@ final class Dockerd: @unchecked Sendable {
         guard let made = mkdtemp(&template) else { throw DockerdError("mkdtemp: errno \(errno)") }
         let directory = String(cString: made)
 
-        guard FileManager.default.createFile(atPath: directory + "/dockerd.log", contents: nil),
-            let logHandle = FileHandle(forWritingAtPath: directory + "/dockerd.log")
-        else { throw DockerdError("cannot create the log in \(directory)") }
-        defer { try? logHandle.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: dockerd)
-        process.arguments = [
-            "--host", "unix://\(directory)/docker.sock",
-            "--data-root", "\(directory)/root",
-            "--exec-root", "\(directory)/exec",
-            "--pidfile", "\(directory)/pid",
-            "--bridge=none", "--iptables=false", "--ip6tables=false",
-        ]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = logHandle
-        process.standardError = logHandle
-        try process.run()
-        let watchdog = Process()
-        watchdog.executableURL = URL(fileURLWithPath: "/bin/sh")
-        watchdog.arguments = [
-            "-c", Self.watchdog, "dockerd-watchdog", String(getpid()), String(process.processIdentifier), directory,
-        ]
-        watchdog.standardInput = FileHandle.nullDevice
-        watchdog.standardOutput = FileHandle.nullDevice
-        watchdog.standardError = FileHandle.nullDevice
-        try watchdog.run()
+        let process = try ChildProcess(
+            dockerd,
+            [
+                "--host", "unix://\(directory)/docker.sock",
+                "--data-root", "\(directory)/root",
+                "--exec-root", "\(directory)/exec",
+                "--pidfile", "\(directory)/pid",
+                "--bridge=none", "--iptables=false", "--ip6tables=false",
+            ],
+            logPath: directory + "/dockerd.log")
+        let watchdog = try ChildProcess(
+            "/bin/sh",
+            ["-c", Self.watchdog, "dockerd-watchdog", String(getpid()), String(process.pid), directory],
+            logPath: "/dev/null")
 
         let network = "coffer-test-\(UUID().uuidString.prefix(8).lowercased())"
         let daemon = Dockerd(
@@ -145,7 +136,7 @@ final class Dockerd: @unchecked Sendable {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             guard daemon.isRunning else {
-                throw DockerdError("dockerd exited (status \(daemon.terminationStatus)) before it answered")
+                throw DockerdError("dockerd exited (\(daemon.exitStatus.map(\.description) ?? "?")) before it answered")
             }
             if await pingAnswers() { return }
             try await Task.sleep(for: .milliseconds(200))
@@ -241,13 +232,8 @@ final class Dockerd: @unchecked Sendable {
             _ = try? await removeAllContainers()
             _ = try? await docker("network", "rm", network)
         }
-        let pid = daemon.processIdentifier
-        for (signal, patience) in [(SIGTERM, Duration.seconds(30)), (SIGKILL, .seconds(10))] where daemon.isRunning {
-            kill(pid, signal)
-            let deadline = ContinuousClock.now + patience
-            while daemon.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-        }
-        if watchdogProcess.isRunning { kill(watchdogProcess.processIdentifier, SIGKILL) }
+        await daemon.stop(grace: .seconds(30))
+        await watchdogProcess.kill()
         await killLeftovers()
         unmountEverything()
         try? FileManager.default.removeItem(atPath: directory)
@@ -314,27 +300,11 @@ final class Dockerd: @unchecked Sendable {
             try? FileManager.default.removeItem(atPath: outPath)
             try? FileManager.default.removeItem(atPath: errPath)
         }
-        guard FileManager.default.createFile(atPath: outPath, contents: nil),
-            FileManager.default.createFile(atPath: errPath, contents: nil),
-            let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath)
-        else { throw DockerdError("cannot create output files under \(scratch)") }
-        defer {
-            try? out.close()
-            try? err.close()
-        }
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: executable)
-        child.arguments = arguments
-        child.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-        child.standardInput = FileHandle.nullDevice
-        child.standardOutput = out
-        child.standardError = err
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            child.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try child.run() } catch {
-                child.terminationHandler = nil
-                continuation.resume(throwing: error)
-            }
+        let child = try ChildProcess(executable, arguments, logPath: outPath, errorPath: errPath, environment: extra)
+        let status: Int32
+        switch try await child.waitForExit(within: .seconds(300)) {
+        case .exited(let code): status = code
+        case .signaled(let signal): status = 128 + signal
         }
         let stdout = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
