@@ -54,6 +54,14 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // Read backpressure.
     var readsPaused = false
     private var readPending = false
+    /// Request parts held back while the connection is not writable: a client that does not read its answers gets no
+    /// further answers queued, and the socket is not read, until the last one has drained. At most one request's
+    /// parts, since NIO's pipeline handler holds later pipelined requests until this one's response ends; so a
+    /// connection holds about one answer (the write buffer's high watermark, or one small answer over it), however
+    /// many requests its client pipelines.
+    private var heldBack: [HTTPServerRequestPart] = []
+    /// Held-back parts are being handled: parts arriving meanwhile queue behind them.
+    private var replaying = false
 
     init(processor: RequestProcessor) {
         self.processor = processor
@@ -78,7 +86,38 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         lastActivity = .now()
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if replaying || !heldBack.isEmpty {
+            heldBack.append(part)
+            return
+        }
+        if case .head = part, !context.channel.isWritable {
+            heldBack.append(part)
+            return
+        }
+        handle(part, context: context)
+    }
+
+    /// Once the client has read enough of the answers written so far, the held-back request goes on, in order (parts
+    /// that arrive meanwhile queue behind it), until a next request finds the connection unwritable again.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, !heldBack.isEmpty, !replaying {
+            replaying = true
+            while !heldBack.isEmpty {
+                if case .head = heldBack[0], !context.channel.isWritable { break }
+                handle(heldBack.removeFirst(), context: context)
+            }
+            replaying = false
+            if heldBack.isEmpty, !readsPaused, readPending {
+                readPending = false
+                context.read()
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head): receive(head, context: context)
         case .body(let buffer):
             bytesReceived += Int64(buffer.readableBytes)
@@ -156,6 +195,7 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         stopIdleCheck()
+        heldBack = []
         collecting = nil  // a body cut short: the write never starts
         source?.finish(ChannelError.inputClosed)
         source = nil
@@ -166,7 +206,7 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Outbound (read backpressure)
 
     func read(context: ChannelHandlerContext) {
-        if readsPaused {
+        if readsPaused || !heldBack.isEmpty {
             readPending = true
         } else {
             context.read()
@@ -182,7 +222,7 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 .whenFailure { _ in }
         }
         readsPaused = false
-        if readPending {
+        if readPending, heldBack.isEmpty {
             readPending = false
             context.read()
         }

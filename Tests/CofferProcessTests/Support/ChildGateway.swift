@@ -21,20 +21,6 @@ final class ChildGateway: CofferChild, @unchecked Sendable {
         if isRunning { signal(SIGKILL) }
         _ = try? await waitForExit()
     }
-
-    /// The gateway's peak resident set size (`VmHWM` in /proc/PID/status), in bytes.
-    var peakResidentBytes: Int? { Self.status(pid, field: "VmHWM:") }
-
-    /// The gateway's resident set size now (`VmRSS`), in bytes.
-    var residentBytes: Int? { Self.status(pid, field: "VmRSS:") }
-
-    static func status(_ pid: pid_t, field: String) -> Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
-            let kib = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
-        else { return nil }
-        return kib * 1024
-    }
 }
 
 /// A real S3 server for the gateway's process tests: the test kit's ``MotoProcess``.

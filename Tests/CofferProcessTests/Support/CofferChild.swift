@@ -39,6 +39,20 @@ class CofferChild: @unchecked Sendable {
     var pid: pid_t { process.pid }
     var isRunning: Bool { process.isRunning }
 
+    /// The child's peak resident set size (`VmHWM` in /proc/PID/status), in bytes.
+    var peakResidentBytes: Int? { Self.status(pid, field: "VmHWM:") }
+
+    /// The child's resident set size now (`VmRSS`), in bytes.
+    var residentBytes: Int? { Self.status(pid, field: "VmRSS:") }
+
+    static func status(_ pid: pid_t, field: String) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
+            let kib = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
+        else { return nil }
+        return kib * 1024
+    }
+
     /// Everything the child wrote so far (standard output and standard error).
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
