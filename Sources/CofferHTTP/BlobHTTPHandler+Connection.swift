@@ -62,6 +62,44 @@ extension BlobHTTPHandler {
         return write
     }
 
+    // MARK: Lingering close
+
+    /// How long a lingering connection may go without data before it is closed, and how long it may linger at most.
+    static var lingerTimeout: TimeAmount { .seconds(2) }
+    static var lingerLimit: TimeAmount { .seconds(30) }
+
+    /// After an answer that ends the connection while the request's body is still arriving (413 before the body, a
+    /// 409 or 412 for a write that will not happen, a 400): shut the write side (the client reads the answer, then
+    /// an end of stream), and read and drop whatever the client still sends, so that its bytes do not meet a closed
+    /// socket, whose reset would destroy the answer in the client's receive buffer before it reads it.
+    func startLingering() {
+        guard let context, context.channel.isActive, !lingering else { return }
+        lingering = true
+        source?.finish()
+        source = nil
+        collecting = nil
+        stopIdleCheck()
+        context.close(mode: .output, promise: nil)
+        readsPaused = false
+        context.read()
+        let started = NIODeadline.now()
+        scheduleLingerCheck(context: context, started: started)
+    }
+
+    private func scheduleLingerCheck(context: ChannelHandlerContext, started: NIODeadline) {
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        lingerCheck = context.eventLoop.scheduleTask(in: .milliseconds(500)) {
+            let handler = handler.value
+            guard let context = handler.context else { return }
+            let now = NIODeadline.now()
+            if now - handler.lastActivity >= Self.lingerTimeout || now - started >= Self.lingerLimit {
+                context.close(promise: nil)
+            } else {
+                handler.scheduleLingerCheck(context: context, started: started)
+            }
+        }
+    }
+
     // MARK: Errors
 
     /// A request the parser rejects gets a 400 with a JSON body (NIO's own error handler sends an empty one) unless a
@@ -70,7 +108,7 @@ extension BlobHTTPHandler {
     /// be written any more); the connection closes either way, since the framing of what follows is unknown.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         processor.logger.debug("connection error", metadata: ["error": "\(error)"])
-        if let parserError = error as? HTTPParserError, !responseHeadWritten, context.channel.isActive {
+        if let parserError = error as? HTTPParserError, !responseHeadWritten, !lingering, context.channel.isActive {
             var answer = HTTPError.badRequest("malformed HTTP request: \(parserError)")
             answer.closeConnection = true
             responseOpen = true  // answered between requests too

@@ -62,6 +62,10 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var heldBack: [HTTPServerRequestPart] = []
     /// Held-back parts are being handled: parts arriving meanwhile queue behind them.
     private var replaying = false
+    /// The answer is out and the write side shut: what the client still sends is read and dropped until it stops
+    /// (``lingerTimeout`` without data), ``lingerLimit`` has passed, or it closes (nginx's lingering close).
+    var lingering = false
+    var lingerCheck: Scheduled<Void>?
 
     init(processor: RequestProcessor) {
         self.processor = processor
@@ -86,6 +90,7 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         lastActivity = .now()
+        if lingering { return }  // the rest of a body answered early: dropped
         let part = unwrapInboundIn(data)
         if replaying || !heldBack.isEmpty {
             heldBack.append(part)
@@ -195,6 +200,8 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         stopIdleCheck()
+        lingerCheck?.cancel()
+        lingerCheck = nil
         heldBack = []
         collecting = nil  // a body cut short: the write never starts
         source?.finish(ChannelError.inputClosed)
@@ -206,7 +213,7 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Outbound (read backpressure)
 
     func read(context: ChannelHandlerContext) {
-        if readsPaused || !heldBack.isEmpty {
+        if readsPaused && !lingering || !heldBack.isEmpty {
             readPending = true
         } else {
             context.read()
@@ -322,7 +329,17 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         responseHeadWritten = false
         if close {
             let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+            // A body the client may still be sending: closing now would make the kernel answer its bytes with a
+            // reset, which destroys the answer before the client reads it. Linger instead.
+            let linger = requestOpen && hasBody && !(expectsContinue && !continueSent)
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { result in
+                if linger, case .success = result {
+                    handler.value.startLingering()
+                } else {
+                    channel.close(promise: nil)
+                }
+            }
             return
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
