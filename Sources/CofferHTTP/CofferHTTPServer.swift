@@ -30,6 +30,27 @@ public final class CofferHTTPServer: Service, Sendable {
             store: store, configuration: configuration, logger: logger, fallbackLoop: group.next())
     }
 
+    /// When accepting fails (out of descriptors: EMFILE, ENFILE; or memory), stop accepting for 100 ms instead of
+    /// spinning on the listener, and say so in the log, at most once every 5 s: new connections wait in the backlog.
+    static func acceptBackoff(logger: Logger) -> AcceptBackoffHandler {
+        // Called on the listener's event loop only.
+        final class LastWarning { var at: NIODeadline? }
+        let lastWarning = LastWarning()
+        return AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { error in
+            let now = NIODeadline.now()
+            if lastWarning.at.map({ now - $0 >= .seconds(5) }) ?? true {
+                lastWarning.at = now
+                let reason =
+                    error.errnoCode == EMFILE || error.errnoCode == ENFILE
+                    ? "out of file descriptors" : "accept failed"
+                logger.error(
+                    "cannot accept connections: \(reason); new connections wait until descriptors free up",
+                    metadata: ["errno": "\(error.errnoCode)", "error": "\(error)"])
+            }
+            return .milliseconds(100)
+        }
+    }
+
     /// Binds and starts accepting; returns the bound address (useful with port 0).
     @discardableResult
     public func start() async throws -> SocketAddress {
@@ -40,6 +61,11 @@ public final class CofferHTTPServer: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            .serverChannelInitializer { [logger] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Self.acceptBackoff(logger: logger))
+                }
+            }
             .childChannelInitializer { channel in
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {

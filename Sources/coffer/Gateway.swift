@@ -123,6 +123,7 @@ struct Gateway: AsyncParsableCommand {
         bootstrapLogging(level: debug ? .debug : .info)
         let logger = Logger(label: "coffer.gateway")
         let address = try ListenAddress(listen)
+        OpenFileLimit.raise(logger: logger)
 
         var gate = BackendGate.Configuration()
         gate.maxConcurrentRequests = maxConnsPerBackend

@@ -43,6 +43,7 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "coffer")
         let address = try ListenAddress(listen)
         Self.tuneMalloc()
+        OpenFileLimit.raise(logger: logger)
 
         var engineConfiguration = EngineConfiguration(directory: dir)
         engineConfiguration.maxBlobSize = maxBlobSize.bytes

@@ -13,10 +13,11 @@ final class ChildNode: CofferChild, @unchecked Sendable {
     let dataDirectory: String
 
     /// Starts `coffer serve` on `dataDirectory`, logging to `logPath`; returns at once (see `waitUntilReady`).
-    init(dataDirectory: String, logPath: String, extraArguments: [String] = []) throws {
+    init(dataDirectory: String, logPath: String, extraArguments: [String] = [], launcher: [String] = []) throws {
         self.dataDirectory = dataDirectory
         try super.init(
-            command: ["serve", "--listen", "127.0.0.1:0", "--dir", dataDirectory] + extraArguments, logPath: logPath)
+            command: ["serve", "--listen", "127.0.0.1:0", "--dir", dataDirectory] + extraArguments, logPath: logPath,
+            launcher: launcher)
     }
 
     /// The metadata of the engine's "recovery done" line (`segments`, `records`, `blobs`, `bytes.cut`,

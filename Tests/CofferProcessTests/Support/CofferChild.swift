@@ -26,14 +26,16 @@ class CofferChild: @unchecked Sendable {
     let name: String
     private let portCache = Mutex<Int?>(nil)
 
-    /// Starts `coffer COMMAND`, logging to `logPath`; returns at once (see ``waitUntilReady(within:)``).
-    init(command arguments: [String], logPath: String) throws {
+    /// Starts `coffer COMMAND`, logging to `logPath`; returns at once (see ``waitUntilReady(within:)``). With a
+    /// `launcher` (such as `["prlimit", "--nofile=64"]`) the binary runs under it.
+    init(command arguments: [String], logPath: String, launcher: [String] = []) throws {
         self.logPath = logPath
         self.name = "coffer \(arguments.first ?? "")"
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
             throw ChildNodeError("cannot create \(logPath)")
         }
-        self.process = try ChildProcess(try CofferBinary.path(), arguments, logPath: logPath)
+        let command = launcher + [try CofferBinary.path()] + arguments
+        self.process = try ChildProcess(command[0], Array(command.dropFirst()), logPath: logPath)
     }
 
     var pid: pid_t { process.pid }

@@ -73,12 +73,12 @@ final class NodeRunner: @unchecked Sendable {
 
     /// Starts a node on the data directory (after the previous one exited) and waits until it answers /health.
     @discardableResult
-    func start(extraArguments: [String] = []) async throws -> ChildNode {
+    func start(extraArguments: [String] = [], launcher: [String] = []) async throws -> ChildNode {
         if let current, current.isRunning { throw ChildNodeError("a node is still running") }
         starts += 1
         let node = try ChildNode(
             dataDirectory: directory.data, logPath: directory.path + "/node-\(starts).log",
-            extraArguments: extraArguments)
+            extraArguments: extraArguments, launcher: launcher)
         current = node
         try await node.waitUntilReady()
         return node
