@@ -23,6 +23,9 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Bodies of announced length up to this (and no `Expect: 100-continue`) are read in full before the request
     /// starts, and handed over as one buffer.
     static let bufferedBodyLimit: Int64 = 64 * 1024
+    /// Body bytes that count as progress against the idle timeout: an upload slower than this per idle timeout (1 KiB
+    /// a minute by default) is cut off like an idle connection.
+    static let minimumBodyProgress = 1024
 
     let processor: RequestProcessor
     private(set) var context: ChannelHandlerContext?
@@ -50,6 +53,9 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var hasBody = false
     private var bytesReceived: Int64 = 0
     private var version = HTTPVersion.http1_1
+
+    /// Body bytes received since the last progress (see ``noteProgress(_:)``).
+    private var bodyBytesSinceProgress = 0
 
     // Read backpressure.
     var readsPaused = false
@@ -89,9 +95,12 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastActivity = .now()
-        if lingering { return }  // the rest of a body answered early: dropped
+        if lingering {  // the rest of a body answered early: dropped
+            lastActivity = .now()
+            return
+        }
         let part = unwrapInboundIn(data)
+        noteProgress(part)
         if replaying || !heldBack.isEmpty {
             heldBack.append(part)
             return
@@ -101,6 +110,18 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         handle(part, context: context)
+    }
+
+    /// Heads and ends are progress; body bytes only once ``minimumBodyProgress`` of them arrived since the last
+    /// progress, so an upload must send that much per idle timeout to keep its connection (one byte every two
+    /// seconds no longer does).
+    private func noteProgress(_ part: HTTPServerRequestPart) {
+        if case .body(let buffer) = part {
+            bodyBytesSinceProgress += buffer.readableBytes
+            guard bodyBytesSinceProgress >= Self.minimumBodyProgress else { return }
+        }
+        bodyBytesSinceProgress = 0
+        lastActivity = .now()
     }
 
     /// Once the client has read enough of the answers written so far, the held-back request goes on, in order (parts

@@ -85,6 +85,39 @@ import Testing
         }
     }
 
+    /// A body trickling one byte every 300 ms: each byte is traffic, but not progress; the connection is cut like an
+    /// idle one (an upload must send 1 KiB per idle timeout), and the previous version stays.
+    @Test func tricklingUploadIsCutOffLikeAnIdleOne() async throws {
+        var options = NodeOptions.spilling
+        options.idleTimeout = .seconds(2)
+        try await withNode(options) { node in
+            let old = TestData.bytes(1000, seed: 87)
+            try await node.storeDirectly("store/trickle", old)
+            let connection = try await node.raw(timeout: .seconds(30))
+            defer { connection.close() }
+            try await connection.send(RawRequest.head("PUT", "/store/trickle", [("Content-Length", "1000")]))
+            let clock = ContinuousClock()
+            let started = clock.now
+            var sent = 0
+            // At most 20 s of trickling (the idle timeout is 2 s): a server that counts each byte never closes.
+            while sent < 66, await connection.trySend([UInt8(sent)]) {
+                sent += 1
+                try await Task.sleep(for: .milliseconds(300))
+                if await connection.isClosedByPeer { break }
+            }
+            _ = try await connection.readUntilClose()
+            let elapsed = clock.now - started
+            #expect(await connection.isClosedByPeer)
+            #expect(sent < 60, "the server kept a connection sending one byte every 300 ms for \(elapsed)")
+            let read = try await node.engine.read(BlobKey("store/trickle")!, options: ReadOptions())
+            guard case .buffer(let buffer) = read.body else {
+                Issue.record("expected the old version in memory")
+                return
+            }
+            #expect(Array(buffer.readableBytesView) == old)
+        }
+    }
+
     @Test func postCutShortLeavesTheLocationFree() async throws {
         try await withNode(.spilling) { node in
             let head = RawRequest.head("POST", "/store/new", [("Content-Length", "\(1024 * 1024)")])
