@@ -52,13 +52,15 @@ struct IndexEntry: Sendable, Hashable {
     }
 }
 
-/// Keeps one copy of each distinct content type, so a million blobs of the same type share one string.
+/// Keeps one copy of each distinct content type, so a million blobs of the same type share one string. Values are
+/// compared by their bytes (``BlobKey``): a canonically equivalent spelling is another value, never swapped in.
 struct StringInterner: Sendable {
-    private var table: [String: String] = [:]
+    private var table: [BlobKey: String] = [:]
 
     mutating func intern(_ value: String) -> String {
-        if let existing = table[value] { return existing }
-        if table.count < 4096 { table[value] = value }
+        let key = BlobKey(unchecked: value)
+        if let existing = table[key] { return existing }
+        if table.count < 4096 { table[key] = value }
         return value
     }
 }

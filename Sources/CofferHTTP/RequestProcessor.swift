@@ -160,6 +160,12 @@ final class RequestProcessor: Sendable {
         if let contentType, contentType.utf8.count > 255 || contentType.isEmpty {
             throw HTTPError.badRequest("Content-Type must be 1 to 255 bytes")
         }
+        // NIO's parser turns bytes that are not UTF-8 into U+FFFD: such a value could only be stored altered.
+        if let contentType,
+            contentType.unicodeScalars.contains(where: { $0 == "\u{FFFD}" || $0.value < 0x20 || $0.value == 0x7F })
+        {
+            throw HTTPError.badRequest("Content-Type must be valid UTF-8 without control characters")
+        }
         let options = WriteOptions(
             condition: condition, contentType: contentType, expectedLength: RequestHeaders.contentLength(headers),
             expectedMD5: try RequestHeaders.contentMD5(headers),

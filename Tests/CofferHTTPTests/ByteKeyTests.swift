@@ -55,4 +55,34 @@ import Testing
         }
         try await second.stop()
     }
+
+    /// A Content-Type is returned as the bytes that came: canonically equivalent spellings are not merged (the engine
+    /// interns content types), and bytes that are not UTF-8, which NIO's parser would alter, are refused with 400.
+    @Test("content types come back byte for byte; invalid UTF-8 is refused")
+    func contentTypeBytes() async throws {
+        try await withNode { node in
+            let composed = "text/caf\u{E9}"
+            let decomposed = "text/cafe\u{301}"
+            #expect(
+                try await node.request(.PUT, "/store/t1", headers: [("Content-Type", composed)], body: [1]).status
+                    == 201)
+            #expect(
+                try await node.request(.PUT, "/store/t2", headers: [("Content-Type", decomposed)], body: [2]).status
+                    == 201)
+            let first = try await node.request(.GET, "/store/t1")
+            let second = try await node.request(.GET, "/store/t2")
+            #expect(first.header("content-type").map { Array($0.utf8) } == Array(composed.utf8))
+            #expect(second.header("content-type").map { Array($0.utf8) } == Array(decomposed.utf8))
+
+            let connection = try await node.raw()
+            defer { connection.close() }
+            let request =
+                Array("PUT /store/t3 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Type: text/".utf8)
+                + [0xFF, 0xFE] + Array("\r\n\r\nx".utf8)
+            try await connection.send(request)
+            let answer = try await connection.readResponse()
+            #expect(answer?.status == 400, "\(answer?.text ?? "no answer")")
+            #expect(try await node.request(.GET, "/store/t3").status == 404)
+        }
+    }
 }
