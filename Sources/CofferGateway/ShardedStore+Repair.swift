@@ -14,8 +14,15 @@ extension ShardedStore {
     ///   ``StoreError/unavailable`` / ``StoreError/busy`` when the key's state cannot be known or no backend could
     ///   delete it.
     public func delete(_ key: BlobKey, condition: WriteCondition) async throws -> BlobInfo {
-        if names != nil { return try await sharedDelete(key, condition: condition) }
-        let name = key.rawValue
+        try await mutating(key.rawValue) {
+            if names != nil { return try await sharedDelete(key, condition: condition) }
+            return try await hashedDelete(key, condition: condition)
+        }
+    }
+
+    /// Runs a change of `name` holding it alone, with the cache entry dropped and the generation bumped before and
+    /// after (so that no read overlapping the change caches or repairs what it read).
+    func mutating<T>(_ name: String, _ change: () async throws -> T) async rethrows -> T {
         await locks.lock(name)
         defer { locks.unlock(name) }
         generations.bump(name)
@@ -24,6 +31,12 @@ extension ShardedStore {
             generations.bump(name)
             cache?.invalidate(name)
         }
+        return try await change()
+    }
+
+    /// A delete with hashed placement, holding the key.
+    private func hashedDelete(_ key: BlobKey, condition: WriteCondition) async throws -> BlobInfo {
+        let name = key.rawValue
         let current = try await read(key, options: ReadOptions(includeBody: false)).info
         if let refusal = Self.refusal(condition, current: current) { throw refusal }
         let snapshot = self.snapshot

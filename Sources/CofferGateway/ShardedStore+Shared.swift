@@ -127,17 +127,9 @@ extension ShardedStore {
     /// A delete on a shared volume, holding the name alone: a name known absent is 404 at once; otherwise the
     /// DELETE goes to every backend that may know the name (all of them, the first time this gateway deletes it),
     /// so that none keeps a stale view of it. Succeeds when one backend removed the file; those that could not be
-    /// reached are remembered (``SharedNames``).
+    /// reached are remembered (``SharedNames``). The caller holds the name (``mutating(_:_:)``).
     func sharedDelete(_ key: BlobKey, condition: WriteCondition) async throws -> BlobInfo {
         let name = key.rawValue
-        await locks.lock(name)
-        defer { locks.unlock(name) }
-        generations.bump(name)
-        cache?.invalidate(name)
-        defer {
-            generations.bump(name)
-            cache?.invalidate(name)
-        }
         guard let current = try await currentVersion(key) else { throw StoreError.notFound }
         if let refusal = Self.refusal(condition, current: current) { throw refusal }
         let gates = snapshot.gates
