@@ -9,6 +9,29 @@ public enum WriteCondition: Sendable, Hashable {
     /// Only if the current version's etag is one of these (`If-Match: "e1", "e2"`).
     /// Fails with ``StoreError/preconditionFailed``.
     case ifMatch([String])
+
+    /// Why this condition refuses a write (or a delete) over the current version, or `nil` when it allows it: the one
+    /// rule every store applies. `exists` says whether a version exists; `etag` gives its entity tag (asked only for
+    /// ``ifMatch(_:)``).
+    public func refusal(exists: Bool, etag: () -> String) -> StoreError? {
+        switch self {
+        case .none:
+            return nil
+        case .ifAbsent:
+            return exists ? .alreadyExists : nil
+        case .ifPresent:
+            return exists ? nil : .preconditionFailed
+        case .ifMatch(let etags):
+            guard exists else { return .preconditionFailed }
+            let current = etag()
+            return etags.contains(where: { $0 == "*" || $0 == current }) ? nil : .preconditionFailed
+        }
+    }
+
+    /// ``refusal(exists:etag:)`` over a version described by `current` (`nil`: absent).
+    public func refusal(current: BlobInfo?) -> StoreError? {
+        refusal(exists: current != nil) { current?.etag ?? "" }
+    }
 }
 
 /// Everything about a write except its key and body.

@@ -35,20 +35,10 @@ struct IndexEntry: Sendable, Hashable {
         BlobInfo(size: size, etag: md5.hex, lastModifiedMillis: modifiedMillis, contentType: contentType)
     }
 
-    /// Whether `condition` allows a write over `current` (nil = absent); the error to throw otherwise.
+    /// Whether `condition` allows a write over `current` (nil = absent); the error to throw otherwise
+    /// (``WriteCondition/refusal(exists:etag:)``, computing the etag only when the condition needs it).
     static func check(_ condition: WriteCondition, current: IndexEntry?) -> StoreError? {
-        switch condition {
-        case .none:
-            return nil
-        case .ifAbsent:
-            return current == nil ? nil : .alreadyExists
-        case .ifPresent:
-            return current == nil ? .preconditionFailed : nil
-        case .ifMatch(let etags):
-            guard let current else { return .preconditionFailed }
-            let etag = current.md5.hex
-            return etags.contains(where: { $0 == "*" || $0 == etag }) ? nil : .preconditionFailed
-        }
+        condition.refusal(exists: current != nil) { current?.md5.hex ?? "" }
     }
 }
 

@@ -51,11 +51,6 @@ public final class HTTPBackend: Backend {
     /// Set once the server refused a `HEAD`.
     let headUnsupported = Atomic<Bool>(false)
 
-    /// The route of each key family, as the HTTP layer names the namespaces (`RouteFamily`).
-    static let familyRoutes: [(family: String, route: String)] = [
-        ("store", "/store"), ("object", "/object"), ("fileserver", "/api/fileserver"),
-    ]
-
     /// - Parameters:
     ///   - prefix: the URL path (`/api/fileserver`, `/store`, `""`); normalized.
     ///   - client: shared by every backend; the caller shuts it down. Configure it with
@@ -73,7 +68,7 @@ public final class HTTPBackend: Backend {
         let normalized = prefix.split(separator: "/", omittingEmptySubsequences: true).map { "/" + $0 }.joined()
         self.prefix = normalized
         var base = normalized
-        for (_, route) in Self.familyRoutes where normalized == route || normalized.hasSuffix(route) {
+        for route in Namespace.all.map(\.route) where normalized == route || normalized.hasSuffix(route) {
             base = String(normalized.dropLast(route.count))
             break
         }
@@ -119,11 +114,8 @@ public final class HTTPBackend: Backend {
 
     /// The request path of `key` (see the type's key mapping), percent-encoded.
     public func path(for key: String) -> String {
-        for (family, route) in Self.familyRoutes {
-            let start = family + "/"
-            if key.hasPrefix(start), key.utf8.count > start.utf8.count {
-                return basePath + route + "/" + SigV4Signer.uriEncodePath(String(key.dropFirst(start.count)))
-            }
+        if let (namespace, location) = Namespace.split(key) {
+            return basePath + namespace.route + "/" + SigV4Signer.uriEncodePath(String(location))
         }
         return basePath + "/" + SigV4Signer.uriEncodePath(key)
     }

@@ -38,7 +38,7 @@ extension ShardedStore {
     private func hashedDelete(_ key: BlobKey, condition: WriteCondition) async throws -> BlobInfo {
         let name = key.rawValue
         let current = try await read(key, options: ReadOptions(includeBody: false)).info
-        if let refusal = Self.refusal(condition, current: current) { throw refusal }
+        if let refusal = condition.refusal(current: current) { throw refusal }
         let snapshot = self.snapshot
         let route = route(name, in: snapshot)
         defer { release(route) }

@@ -131,7 +131,7 @@ extension ShardedStore {
     func sharedDelete(_ key: BlobKey, condition: WriteCondition) async throws -> BlobInfo {
         let name = key.rawValue
         guard let current = try await currentVersion(key) else { throw StoreError.notFound }
-        if let refusal = Self.refusal(condition, current: current) { throw refusal }
+        if let refusal = condition.refusal(current: current) { throw refusal }
         let gates = snapshot.gates
         let entry = names?.entry(name)
         var targets = gates

@@ -65,7 +65,7 @@ extension ShardedStore {
         if case .present = names?.entry(name)?.state { created = false }
         if options.condition != .none {
             let current = try await currentVersion(key)
-            if let refusal = Self.refusal(options.condition, current: current) { throw refusal }
+            if let refusal = options.condition.refusal(current: current) { throw refusal }
             created = current == nil
         }
         let contentType = options.contentType
@@ -111,20 +111,6 @@ extension ShardedStore {
             contentType: contentType ?? BlobInfo.defaultContentType)
         names?.recordPresent(name, info, backend: targets[0].id)
         return (WriteResult(created: created, info: info), buffered)
-    }
-
-    /// Why `condition` refuses a write over `current`, or `nil`.
-    static func refusal(_ condition: WriteCondition, current: BlobInfo?) -> StoreError? {
-        switch condition {
-        case .none: return nil
-        case .ifAbsent: return current == nil ? nil : .alreadyExists
-        case .ifPresent: return current == nil ? .preconditionFailed : nil
-        case .ifMatch(let etags):
-            guard let current, etags.contains(where: { $0 == "*" || $0 == current.etag }) else {
-                return .preconditionFailed
-            }
-            return nil
-        }
     }
 
     /// The next chunk of a client's body; its failure (the client went away) is ``StoreError/incompleteBody``.

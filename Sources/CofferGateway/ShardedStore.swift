@@ -221,12 +221,6 @@ public final class ShardedStore: BlobStore, Service {
 
     var snapshot: Snapshot { snapshotState.withLock { $0 } }
 
-    /// Repairs running now.
-    public var repairsInFlight: Int { repairs.withLock { $0.count } }
-
-    /// The cache's counters, when the cache is on.
-    public var cacheStatistics: GatewayCache.Statistics? { cache?.statistics }
-
     /// Replicas a key gets in `snapshot`.
     func replicaCount(_ snapshot: Snapshot) -> Int {
         configuration.placement == .shared ? 1 : max(1, min(configuration.replicas, snapshot.gates.count))

@@ -9,11 +9,12 @@ struct RouteFamily: Sendable {
     }
 
     let name: Name
-    /// The path prefix, with its trailing slash.
-    let prefix: String
-    /// Keys of this family are `<namespace>/<location>`: the families are separate namespaces.
-    let namespace: String
+    /// Keys of this family are `<namespace>/<location>`: the families are separate namespaces (``Namespace``).
+    let namespace: Namespace
     let methods: [HTTPMethod]
+
+    /// The path prefix, with its trailing slash.
+    var prefix: String { namespace.route + "/" }
 
     /// Why a decoded name is refused, or `nil`. (The validation table.)
     func problem(with location: String) -> String? {
@@ -38,13 +39,9 @@ struct RouteFamily: Sendable {
     }
 
     static let all: [RouteFamily] = [
-        RouteFamily(
-            name: .store, prefix: "/store/", namespace: "store",
-            methods: [.GET, .HEAD, .POST, .PUT, .DELETE]),
-        RouteFamily(name: .object, prefix: "/object/", namespace: "object", methods: [.GET, .HEAD, .PUT, .DELETE]),
-        RouteFamily(
-            name: .fileserver, prefix: "/api/fileserver/", namespace: "fileserver",
-            methods: [.GET, .HEAD, .PUT, .DELETE]),
+        RouteFamily(name: .store, namespace: .store, methods: [.GET, .HEAD, .POST, .PUT, .DELETE]),
+        RouteFamily(name: .object, namespace: .object, methods: [.GET, .HEAD, .PUT, .DELETE]),
+        RouteFamily(name: .fileserver, namespace: .fileserver, methods: [.GET, .HEAD, .PUT, .DELETE]),
     ]
 }
 
@@ -78,9 +75,8 @@ enum Router {
         if let problem = family.problem(with: location) {
             return .failure(.badRequest(problem, code: "invalid_location"))
         }
-        guard let key = BlobKey(family.namespace + "/" + location) else {
-            return .failure(.badRequest("the location is too long", code: "invalid_location"))
-        }
+        // A valid location (at most 1,024 bytes) under a namespace is well within a key's 2,048.
+        let key = BlobKey(unchecked: family.namespace.key(location))
         return .success(
             BlobRequest(family: family, method: head.method, location: location, key: key, head: head, id: id))
     }
