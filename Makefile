@@ -24,24 +24,10 @@ unit-test:
 crash-test:
 	COFFER_CRASH_CYCLES=$${COFFER_CRASH_CYCLES:-100} swift test --filter CrashLoopTests
 
-# A few seconds of `coffer bench` (JSON report) against a `coffer serve` on a free loopback port: fails on invalid or
-# lost data, on errors or 5xx, or when no request was answered. SCRATCH: the build directory (default .build).
+# A few seconds of `coffer bench` against a live node (scripts/bench-smoke.sh). SCRATCH: the build directory.
 SCRATCH ?= .build
 bench-smoke:
-	swift build --scratch-path $(SCRATCH) --product coffer
-	@set -eu; bin=$(SCRATCH)/debug/coffer; dir=$$(mktemp -d); \
-	$$bin serve --listen 127.0.0.1:0 --dir "$$dir/data" 2>"$$dir/serve.log" & pid=$$!; \
-	trap 'kill $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true; rm -rf "$$dir"' EXIT; \
-	port=""; for i in $$(seq 200); do \
-	    port=$$(sed -n 's/.*address=.*:\([0-9][0-9]*\) .*listening.*/\1/p' "$$dir/serve.log"); \
-	    [ -n "$$port" ] && break; sleep 0.05; done; \
-	[ -n "$$port" ] || { cat "$$dir/serve.log"; echo "bench-smoke: the node did not start"; exit 1; }; \
-	status=0; $$bin bench --url http://127.0.0.1:$$port/store --duration 3s --warmup 1s -c 16 --keys 400 \
-	    --size 0-64KiB --mix get=70,put=20,post=5,delete=5 --json >"$$dir/report.json" || status=$$?; \
-	requests=$$(awk '/"requests" :/ { gsub(",", ""); print $$3; exit }' "$$dir/report.json"); \
-	if [ "$$status" -ne 0 ] || [ "$${requests:-0}" -eq 0 ] || grep -qE '"(5xx|errors)" : [1-9]' "$$dir/report.json"; \
-	then cat "$$dir/report.json"; echo "bench-smoke: 0 passed, 1 failed (exit $$status, $${requests:-0} requests)"; exit 1; fi; \
-	echo "coffer bench: $$requests requests in 3 s, 0 invalid, 0 lost"; echo "bench-smoke: 1 passed, 0 failed"
+	scripts/bench-smoke.sh $(SCRATCH)
 
 # The deployment files parse: docker-compose.yml (Debian's docker-compose; no Docker engine or registry is needed).
 compose-check:

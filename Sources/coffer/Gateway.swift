@@ -17,8 +17,9 @@ struct Gateway: AsyncParsableCommand {
             """
     )
 
-    @Option(name: [.customShort("s"), .long], help: "Address to listen on, HOST:PORT.")
-    var listen: String = "0.0.0.0:3000"
+    @OptionGroup var server: ServerOptions
+
+    static let defaultListen = ListenAddress(host: "0.0.0.0", port: 3000)
 
     @Option(
         name: .customLong("backend"),
@@ -75,17 +76,7 @@ struct Gateway: AsyncParsableCommand {
     @Option(name: .customLong("weight"), help: "A backend's hashing weight, BACKEND-ID=WEIGHT (default 1; repeat).")
     var weights: [String] = []
 
-    @Option(help: "Largest blob accepted (bytes, or with a unit: 64MiB, 5GiB).")
-    var maxBlobSize: ByteSize = ByteSize(bytes: 5 << 30)
-
-    @Option(help: "Close client connections idle for this many seconds.")
-    var idleTimeout: Int64 = 60
-
-    @Flag(name: [.customShort("D"), .long], help: "Log at debug level.")
-    var debug = false
-
     func validate() throws {
-        _ = try ListenAddress(listen)
         guard docker || !backends.isEmpty else { throw ValidationError("give at least one --backend, or --docker") }
         for backend in backends {
             do { _ = try BackendURL(parsing: backend) } catch { throw ValidationError("--backend: \(error)") }
@@ -98,9 +89,6 @@ struct Gateway: AsyncParsableCommand {
         }
         guard (1...65535).contains(dockerPort) else { throw ValidationError("--docker-port must be a port number") }
         if let problem = S3Endpoint.bucketNameProblem(bucket) { throw ValidationError("--bucket: \(problem)") }
-        guard maxBlobSize.bytes > 0, idleTimeout > 0 else {
-            throw ValidationError("--max-blob-size and --idle-timeout must be positive")
-        }
     }
 
     /// The read cache a shared-volume gateway runs with unless `--cache-size` says otherwise: an eighth of the
@@ -120,9 +108,8 @@ struct Gateway: AsyncParsableCommand {
     }
 
     func run() async throws {
-        bootstrapLogging(level: debug ? .debug : .info)
+        bootstrapLogging(level: server.debug ? .debug : .info)
         let logger = Logger(label: "coffer.gateway")
-        let address = try ListenAddress(listen)
         OpenFileLimit.raise(logger: logger)
 
         var gate = BackendGate.Configuration()
@@ -141,7 +128,7 @@ struct Gateway: AsyncParsableCommand {
             configuration: HTTPBackend.clientConfiguration(maxConnectionsPerBackend: maxConnsPerBackend))
         let dockerClient = docker ? HTTPClient(eventLoopGroupProvider: .singleton) : nil
         do {
-            try await serve(address, storeConfiguration, client: client, dockerClient: dockerClient, logger: logger)
+            try await serve(storeConfiguration, client: client, dockerClient: dockerClient, logger: logger)
         } catch {
             try? await client.shutdown()
             try? await dockerClient?.shutdown()
@@ -152,7 +139,6 @@ struct Gateway: AsyncParsableCommand {
     }
 
     private func serve(
-        _ address: ListenAddress,
         _ storeConfiguration: ShardedStore.Configuration,
         client: HTTPClient,
         dockerClient: HTTPClient?,
@@ -179,20 +165,16 @@ struct Gateway: AsyncParsableCommand {
         }
         services.append(.init(service: store))
 
-        let server = CofferHTTPServer(
-            store: store,
-            configuration: HTTPServerConfiguration(
-                host: address.host, port: address.port, maxBlobSize: maxBlobSize.bytes,
-                idleTimeout: .seconds(idleTimeout)),
-            logger: logger)
-        try await server.start()
+        let http = CofferHTTPServer(
+            store: store, configuration: server.httpConfiguration(defaultListen: Self.defaultListen), logger: logger)
+        try await http.start()
         logger.info(
             "gateway started",
             metadata: [
                 "backends": "\(staticBackends.map(\.id))", "docker": "\(docker)", "replicas": "\(replicas)",
                 "max_conns_per_backend": "\(maxConnsPerBackend)", "placement": "\(sharedVolume ? "shared" : "hashed")",
             ])
-        services.append(.init(service: server))
+        services.append(.init(service: http))
         // Services stop in reverse order: the HTTP server drains first, then the store and discovery.
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

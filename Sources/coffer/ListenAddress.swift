@@ -1,9 +1,14 @@
 import ArgumentParser
 
 /// A `--listen HOST:PORT` value (`[::1]:7777` for IPv6; an empty host means every interface).
-struct ListenAddress {
+struct ListenAddress: Sendable {
     var host: String
     var port: Int
+
+    init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
 
     init(_ text: String) throws {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),

@@ -17,48 +17,29 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run a storage node: the HTTP API over the local log engine."
     )
 
-    @Option(name: [.customShort("s"), .long], help: "Address to listen on, HOST:PORT.")
-    var listen: String = "0.0.0.0:7777"
+    @OptionGroup var server: ServerOptions
 
     @Option(help: "Data directory (created if missing).")
     var dir: String = "./data"
 
-    @Flag(name: [.customShort("D"), .long], help: "Log at debug level.")
-    var debug = false
-
-    @Option(help: "Largest blob accepted (bytes, or with a unit: 64MiB, 5GiB).")
-    var maxBlobSize: ByteSize = ByteSize(bytes: 5 << 30)
-
-    @Option(help: "Close connections idle for this many seconds.")
-    var idleTimeout: Int64 = 60
-
-    func validate() throws {
-        _ = try ListenAddress(listen)
-        guard maxBlobSize.bytes > 0 else { throw ValidationError("--max-blob-size must be positive") }
-        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
-    }
+    static let defaultListen = ListenAddress(host: "0.0.0.0", port: 7777)
 
     func run() async throws {
-        bootstrapLogging(level: debug ? .debug : .info)
+        bootstrapLogging(level: server.debug ? .debug : .info)
         let logger = Logger(label: "coffer")
-        let address = try ListenAddress(listen)
         Self.tuneMalloc()
         OpenFileLimit.raise(logger: logger)
 
         var engineConfiguration = EngineConfiguration(directory: dir)
-        engineConfiguration.maxBlobSize = maxBlobSize.bytes
+        engineConfiguration.maxBlobSize = server.maxBlobSize.bytes
         // For benchmarks: COFFER_SENDFILE=0 sends large blobs through memory, as before sendfile.
         if getenv("COFFER_SENDFILE").map({ String(cString: $0) }) == "0" { engineConfiguration.fileSliceSize = 0 }
         let engine = try await LogEngine.open(engineConfiguration, logger: logger)
 
-        let server = CofferHTTPServer(
-            store: engine,
-            configuration: HTTPServerConfiguration(
-                host: address.host, port: address.port, maxBlobSize: maxBlobSize.bytes,
-                idleTimeout: .seconds(idleTimeout)),
-            logger: logger)
+        let http = CofferHTTPServer(
+            store: engine, configuration: server.httpConfiguration(defaultListen: Self.defaultListen), logger: logger)
         do {
-            try await server.start()
+            try await http.start()
         } catch {
             try? await engine.close()
             throw error
@@ -68,7 +49,7 @@ struct Serve: AsyncParsableCommand {
             configuration: ServiceGroupConfiguration(
                 services: [
                     .init(service: EngineService(engine: engine)),
-                    .init(service: server),
+                    .init(service: http),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
