@@ -89,9 +89,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The engine's test seams: a file-system seam that injects faults and models power loss. Tests only.
+        .target(
+            name: "CofferEngineTesting",
+            dependencies: [
+                "CofferEngine",
+                "CofferTestKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/CofferEngineTesting"
+        ),
         .testTarget(
             name: "CofferEngineTests",
-            dependencies: ["CofferEngine", "CofferCore", "CCRC32C"],
+            dependencies: ["CofferEngine", "CofferEngineTesting", "CofferTestKit", "CofferCore", "CCRC32C"],
             resources: [.copy("Golden")]
         ),
         // The HTTP test client (keep-alive and raw connections), digests and test data, shared by the test targets.
@@ -109,6 +119,7 @@ let package = Package(
             dependencies: [
                 "CofferHTTP",
                 "CofferEngine",
+                "CofferEngineTesting",
                 "CofferCore",
                 "CofferTestKit",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -33,7 +33,7 @@ public struct EngineConfiguration: Sendable {
     public var readCacheBytes: Int = 64 << 20
     /// Largest blob the read cache keeps.
     public var readCacheMaxBlobBytes: Int = 128 * 1024
-    /// The file-system seam; tests pass a ``FaultInjectingFileIO``.
+    /// The file-system seam; tests pass one that injects faults (`FaultInjectingFileIO`, a testing target).
     public var fileIO: any FileIO = PosixFileIO()
 
     public init(directory: String) {

@@ -9,7 +9,7 @@ import Darwin
 #endif
 
 /// The engine's only door to the file system: every syscall that touches data goes through it, so tests can inject
-/// short writes, failing fsyncs, a full disk or read errors (``FaultInjectingFileIO``).
+/// short writes, failing fsyncs, a full disk or read errors (the tests' `FaultInjectingFileIO`).
 ///
 /// All methods block: call them only on the engine's own threads, never on an event loop or the cooperative pool.
 /// Errors are NIO's `IOError` carrying the errno.

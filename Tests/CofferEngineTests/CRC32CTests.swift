@@ -1,4 +1,6 @@
 import CCRC32C
+import CofferEngineTesting
+import CofferTestKit
 import NIOCore
 import Testing
 

@@ -1,4 +1,6 @@
 import CofferCore
+import CofferEngineTesting
+import CofferTestKit
 import Testing
 
 @testable import CofferEngine

@@ -1,4 +1,5 @@
 import CofferCore
+import CofferEngineTesting
 import Testing
 
 @testable import CofferEngine

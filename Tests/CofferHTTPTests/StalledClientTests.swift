@@ -1,5 +1,6 @@
 import CofferCore
 import CofferEngine
+import CofferEngineTesting
 import CofferTestKit
 import Testing
 

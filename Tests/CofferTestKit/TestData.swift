@@ -2,16 +2,11 @@
 public enum TestData {
     /// `count` pseudo-random bytes from `seed` (SplitMix64).
     public static func bytes(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
-        var state = seed &* 0x9E37_79B9_7F4A_7C15
+        var generator = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15)
         var out = [UInt8]()
         out.reserveCapacity(count + 8)
         while out.count < count {
-            state = state &+ 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z = z ^ (z >> 31)
-            withUnsafeBytes(of: z.littleEndian) { out.append(contentsOf: $0) }
+            withUnsafeBytes(of: generator.next().littleEndian) { out.append(contentsOf: $0) }
         }
         out.removeLast(out.count - count)
         return out

@@ -1,3 +1,4 @@
+import CofferTestKit
 import Foundation
 
 #if canImport(Glibc)
@@ -103,20 +104,8 @@ func withNodeRunner(_ body: (NodeRunner) async throws -> Void) async throws {
     await runner.finish()
 }
 
-/// SplitMix64: a small seeded generator, so a failing schedule can be replayed from its printed seed.
-struct SeededGenerator: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state = state &+ 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The schedules' generator (the test kit's SplitMix64), so a failing schedule can be replayed from its printed seed.
+typealias SeededGenerator = SplitMix64
 
 enum Environment {
     /// The integer value of environment variable `name`, or `fallback` when it is unset or not a number.

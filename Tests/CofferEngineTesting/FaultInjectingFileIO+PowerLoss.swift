@@ -1,4 +1,6 @@
 import CofferCore
+import CofferEngine
+import CofferTestKit
 import NIOCore
 
 #if canImport(Glibc)

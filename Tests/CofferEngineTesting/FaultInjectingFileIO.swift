@@ -1,3 +1,5 @@
+import CofferEngine
+import CofferTestKit
 import NIOCore
 import Synchronization
 
