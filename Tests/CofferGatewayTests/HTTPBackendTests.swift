@@ -179,11 +179,12 @@ struct HTTPBackendTests {
 
     @Test("an unreachable server is .unavailable, fast; probe tells up from down")
     func unreachable() async throws {
-        var port = 0
         try await withNode { node, client in
             try await nodeBackend(node, client).probe()
-            port = node.port
         }
+        // A bound port that never listens: refused for the whole test (a closed node's port could be reused).
+        let (port, descriptor) = try LoopbackPort.refusing()
+        defer { close(descriptor) }
         let client = HTTPClient(
             eventLoopGroup: .singletonMultiThreadedEventLoopGroup,
             configuration: HTTPBackend.clientConfiguration(maxConnectionsPerBackend: 2))

@@ -11,15 +11,27 @@ public enum LoopbackPort {
         public let description: String
     }
 
+    /// A port that refuses connections for as long as the returned descriptor stays open: bound, never listening,
+    /// so no other process can take it meanwhile (a port merely closed can be handed to the next server that binds
+    /// port 0). Close the descriptor when done.
+    public static func refusing() throws -> (port: Int, descriptor: Int32) {
+        try bound(closing: false)
+    }
+
     /// A port that was free a moment ago (bound to port 0, read back, closed).
     public static func free() throws -> Int {
+        try bound(closing: true).port
+    }
+
+    private static func bound(closing: Bool) throws -> (port: Int, descriptor: Int32) {
         #if canImport(Glibc)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
         let fd = socket(AF_INET, SOCK_STREAM, 0)
         #endif
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
-        defer { close(fd) }
+        var keep = false
+        defer { if closing || !keep { close(fd) } }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = 0
@@ -35,6 +47,7 @@ public enum LoopbackPort {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         guard named == 0 else { throw Failure(description: "getsockname: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        keep = true
+        return (Int(UInt16(bigEndian: address.sin_port)), fd)
     }
 }
