@@ -108,6 +108,7 @@ let package = Package(
         .target(
             name: "CofferTestKit",
             dependencies: [
+                "CofferCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
