@@ -23,7 +23,8 @@ let package = Package(
         .target(
             name: "CofferCore",
             dependencies: [
-                .product(name: "NIOCore", package: "swift-nio")
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // The node's storage engine: append-only log, group commit, spill files, recovery. No HTTP knowledge.

@@ -17,23 +17,16 @@ extension LogEngine {
     ) async throws -> WriteResult {
         try checkWritable()
         if let refusal = IndexEntry.check(options.condition, current: lookup(key)) { throw refusal }
-        if let expected = options.expectedLength, expected > configuration.maxBlobSize { throw StoreError.tooLarge }
-        // No body can match a negative length (and it must not reach the buffer capacity below: that traps).
-        if let expected = options.expectedLength, expected < 0 {
-            throw StoreError.incompleteBody.with(message: "the announced length \(expected) is negative")
-        }
+        var check = try BodyCheck(options, maxSize: configuration.maxBlobSize)
         let contentType = options.contentType ?? BlobInfo.defaultContentType
         guard contentType.utf8.count <= Format.maxContentTypeLength else {
             throw StoreError.invalidKey.with(
                 message: "content type is longer than \(Format.maxContentTypeLength) bytes")
         }
 
-        var md5 = Insecure.MD5()
-        var sha256 = options.expectedSHA256 == nil ? nil : SHA256()
         var inline = ByteBufferAllocator().buffer(
             capacity: Int(min(Int64(configuration.inlineThreshold), options.expectedLength ?? 16 * 1024)))
         var spill: SpillWriter?
-        var total: Int64 = 0
         do {
             var iterator = body.makeAsyncIterator()
             while true {
@@ -44,15 +37,7 @@ extension LogEngine {
                     throw StoreError.incompleteBody.with(message: "the body ended early: \(error)")
                 }
                 guard let chunk = next else { break }
-                total += Int64(chunk.readableBytes)
-                if total > configuration.maxBlobSize { throw StoreError.tooLarge }
-                if let expected = options.expectedLength, total > expected {
-                    throw StoreError.incompleteBody.with(message: "the body is longer than its announced length")
-                }
-                chunk.withUnsafeReadableBytes { raw in
-                    md5.update(bufferPointer: raw)
-                    sha256?.update(bufferPointer: raw)
-                }
+                try check.update(chunk)
                 if spill == nil && inline.readableBytes + chunk.readableBytes <= configuration.inlineThreshold {
                     inline.writeImmutableBuffer(chunk)
                     continue
@@ -77,19 +62,10 @@ extension LogEngine {
                     try await ioPool.runIfActive { try writer.flush() }
                 }
             }
-            if let expected = options.expectedLength, total != expected {
-                throw StoreError.incompleteBody.with(
-                    message: "the body has \(total) bytes but \(expected) were announced")
-            }
-            let digest = Digest128(bytes: md5.finalize())
-            if let expectedMD5 = options.expectedMD5, expectedMD5 != digest.bytes {
-                throw StoreError.digestMismatch.with(message: "the body does not match its Content-MD5")
-            }
-            if let expectedSHA = options.expectedSHA256, let sha256, Array(sha256.finalize()) != expectedSHA {
-                throw StoreError.digestMismatch.with(message: "the body does not match its x-content-sha256")
-            }
+            try check.finish()
+            let digest = Digest128(bytes: check.md5Digest)
             var meta = PutMeta(
-                size: total, modifiedMillis: LogEngine.nowMillis(), md5: digest, contentType: contentType)
+                size: check.count, modifiedMillis: LogEngine.nowMillis(), md5: digest, contentType: contentType)
             if let writer = spill {
                 meta.spillID = writer.id
                 meta.spillBlockSize = writer.blockSizeValue
@@ -107,7 +83,7 @@ extension LogEngine {
             let failure = LogEngine.storeError(error)
             if failure == .insufficientStorage || failure == .io {
                 logger.warning(
-                    "write failed", metadata: ["blob.key": "\(key)", "error": "\(failure)", "bytes": "\(total)"])
+                    "write failed", metadata: ["blob.key": "\(key)", "error": "\(failure)", "bytes": "\(check.count)"])
             }
             throw failure
         }

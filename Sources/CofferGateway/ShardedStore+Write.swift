@@ -19,9 +19,7 @@ extension ShardedStore {
         body: some AsyncSequence<ByteBuffer, any Error> & Sendable,
         options: WriteOptions
     ) async throws -> WriteResult {
-        if let expected = options.expectedLength, expected < 0 {
-            throw StoreError.incompleteBody.with(message: "the announced length \(expected) is negative")
-        }
+        _ = try BodyCheck(options)  // an announced length that no body can have fails before the key is held
         let name = key.rawValue
         await locks.lock(name)
         defer { locks.unlock(name) }
@@ -70,7 +68,7 @@ extension ShardedStore {
         }
         let contentType = options.contentType
         var iterator = body.makeAsyncIterator()
-        var check = BodyCheck(options)
+        var check = try BodyCheck(options)
         let results: [(BackendGate, Result<BackendObject, any Error>)]
         var buffered: ByteBuffer?
         if let length = options.expectedLength, length > Int64(configuration.bufferLimit) {
@@ -252,52 +250,5 @@ extension ShardedStore {
             throw error
         }
         return primary!
-    }
-}
-
-/// The checks of a body against what the client announced: length, MD5, SHA-256. The MD5 is always computed (it
-/// is the etag when a backend gives none).
-struct BodyCheck {
-    private let expectedLength: Int64?
-    private let expectedMD5: [UInt8]?
-    private let expectedSHA256: [UInt8]?
-    private var md5 = Insecure.MD5()
-    private var sha256: SHA256?
-    private(set) var count: Int64 = 0
-    private(set) var md5Hex = ""
-
-    init(_ options: WriteOptions) {
-        expectedLength = options.expectedLength
-        expectedMD5 = options.expectedMD5
-        expectedSHA256 = options.expectedSHA256
-        sha256 = options.expectedSHA256 == nil ? nil : SHA256()
-    }
-
-    /// Adds `chunk`; fails as soon as the body runs past its announced length.
-    mutating func update(_ chunk: ByteBuffer) throws {
-        count += Int64(chunk.readableBytes)
-        if let expectedLength, count > expectedLength {
-            throw StoreError.incompleteBody.with(message: "the body is longer than its announced length")
-        }
-        chunk.withUnsafeReadableBytes { raw in
-            md5.update(bufferPointer: raw)
-            sha256?.update(bufferPointer: raw)
-        }
-    }
-
-    /// Checks the whole body.
-    mutating func finish() throws {
-        if let expectedLength, count != expectedLength {
-            throw StoreError.incompleteBody.with(
-                message: "the body has \(count) bytes but \(expectedLength) were announced")
-        }
-        let digest = Array(md5.finalize())
-        if let expectedMD5, expectedMD5 != digest {
-            throw StoreError.digestMismatch.with(message: "the body does not match its Content-MD5")
-        }
-        if let expectedSHA256, let sha256, Array(sha256.finalize()) != expectedSHA256 {
-            throw StoreError.digestMismatch.with(message: "the body does not match its x-content-sha256")
-        }
-        md5Hex = GatewayDigest.hex(digest)
     }
 }
