@@ -179,7 +179,7 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         expectsContinue = head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
         continueSent = false
         announcedLength = RequestHeaders.contentLength(head.headers)
-        hasBody = RequestHeaders.hasBody(head.headers)
+        hasBody = RequestHeaders.hasBody(head.headers, contentLength: announcedLength)
         bytesReceived = 0
         let responder = Responder(loop: context.eventLoop, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
         if head.uri == "/health" && (head.method == .GET || head.method == .HEAD) {
@@ -190,7 +190,7 @@ final class BlobHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         let request: BlobRequest
-        switch Router.route(head, id: processor.nextRequestID()) {
+        switch Router.route(head, id: processor.nextRequestID(), contentLength: announcedLength) {
         case .success(let routed): request = routed
         case .failure(let error):
             sendError(error)

@@ -2,7 +2,8 @@ import CofferCore
 import NIOHTTP1
 
 /// An error answered to a client: status, a stable code, a message, extra headers, and whether the connection must
-/// close afterwards. Every error body is JSON `{"error": CODE, "message": TEXT}`.
+/// close afterwards. Every error body is JSON `{"error": CODE, "message": TEXT}`. Every error status the HTTP layer
+/// answers is made in this file: the request's own (400, 405, 413, 412, 416) below, the store's in ``init(_:operation:)``.
 struct HTTPError: Error, Sendable {
     var status: HTTPResponseStatus
     var code: String
@@ -28,6 +29,17 @@ struct HTTPError: Error, Sendable {
             status: .payloadTooLarge, code: "too_large",
             message: "the body exceeds the maximum blob size of \(max) bytes",
             closeConnection: true)
+    }
+
+    /// A read whose `If-Match` does not hold.
+    static let readPreconditionFailed = HTTPError(
+        status: .preconditionFailed, code: "precondition_failed", message: "If-Match does not hold")
+
+    /// A range outside a blob of `size` bytes.
+    static func rangeNotSatisfiable(size: Int64) -> HTTPError {
+        HTTPError(
+            status: .rangeNotSatisfiable, code: "range_not_satisfiable",
+            message: "the range is outside the blob of \(size) bytes", headers: [("Content-Range", "bytes */\(size)")])
     }
 
     /// For anything that is not a ``StoreError``.

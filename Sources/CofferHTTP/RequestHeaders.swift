@@ -75,9 +75,9 @@ enum RequestHeaders {
         headers.first(name: "content-length").flatMap { Int64($0.trimmingSpaces) }
     }
 
-    /// `true` when the request announces a body (a non-zero length, or chunked).
-    static func hasBody(_ headers: HTTPHeaders) -> Bool {
-        if let length = contentLength(headers) { return length > 0 }
+    /// `true` when the request announces a body (a non-zero length, or chunked), given its `Content-Length`.
+    static func hasBody(_ headers: HTTPHeaders, contentLength: Int64?) -> Bool {
+        if let contentLength { return contentLength > 0 }
         return headers.first(name: "transfer-encoding")?.lowercased().contains("chunked") ?? false
     }
 }

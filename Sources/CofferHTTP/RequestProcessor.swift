@@ -99,14 +99,9 @@ final class RequestProcessor: Sendable {
         case .notModified:
             return .success((.notModified, headers))
         case .preconditionFailed:
-            return .failure(
-                HTTPError(status: .preconditionFailed, code: "precondition_failed", message: "If-Match does not hold"))
+            return .failure(.readPreconditionFailed)
         case .rangeNotSatisfiable:
-            return .failure(
-                HTTPError(
-                    status: .rangeNotSatisfiable, code: "range_not_satisfiable",
-                    message: "the range is outside the blob of \(info.size) bytes",
-                    headers: [("Content-Range", "bytes */\(info.size)")]))
+            return .failure(.rangeNotSatisfiable(size: info.size))
         case .full:
             status = .ok
             length = info.size
@@ -167,7 +162,7 @@ final class RequestProcessor: Sendable {
             throw HTTPError.badRequest("Content-Type must be valid UTF-8 without control characters")
         }
         let options = WriteOptions(
-            condition: condition, contentType: contentType, expectedLength: RequestHeaders.contentLength(headers),
+            condition: condition, contentType: contentType, expectedLength: request.contentLength,
             expectedMD5: try RequestHeaders.contentMD5(headers),
             expectedSHA256: try RequestHeaders.contentSHA256(headers))
         let result: WriteResult

@@ -53,11 +53,13 @@ struct BlobRequest: Sendable {
     let key: BlobKey
     let head: HTTPRequestHead
     let id: UInt64
+    /// The `Content-Length`, parsed once by the connection.
+    let contentLength: Int64?
 }
 
 enum Router {
     /// Routes `head` to a blob request, or to the error to answer.
-    static func route(_ head: HTTPRequestHead, id: UInt64) -> Result<BlobRequest, HTTPError> {
+    static func route(_ head: HTTPRequestHead, id: UInt64, contentLength: Int64?) -> Result<BlobRequest, HTTPError> {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         guard let family = RouteFamily.all.first(where: { path.hasPrefix($0.prefix) }) else {
             return .failure(.noRoute)
@@ -78,6 +80,8 @@ enum Router {
         // A valid location (at most 1,024 bytes) under a namespace is well within a key's 2,048.
         let key = BlobKey(unchecked: family.namespace.key(location))
         return .success(
-            BlobRequest(family: family, method: head.method, location: location, key: key, head: head, id: id))
+            BlobRequest(
+                family: family, method: head.method, location: location, key: key, head: head, id: id,
+                contentLength: contentLength))
     }
 }
