@@ -11,12 +11,14 @@ lint:
 	swift format lint --strict -r Sources Tests Package.swift
 
 # In-process suites (the disk-full ones on a small ext4 mount); then the suites that measure the process's own memory
-# (`ConstantMemory` in their name), alone so no other test moves it; the fileserver-mode suite, which measures
-# throughput, alone too; then the suites that run `coffer` as a child
+# (`ConstantMemory` in their name), alone so no other test moves it; the fileserver suites (five Python file servers
+# each, tens of MiB per test, and a throughput measurement), alone too, so they do not starve the timing-sensitive
+# in-process suites on 2 cores; then the suites that run `coffer` as a child
 # process, in their own run: a fork beside the in-process suites would briefly share their descriptors (their locks).
 unit-test:
-	scripts/with-small-fs.sh swift test --skip 'CofferProcessTests|ConstantMemory|FileserverMode'
+	scripts/with-small-fs.sh swift test --skip 'CofferProcessTests|ConstantMemory|FileserverMode|FileserverConsistency'
 	swift test --skip-build --filter ConstantMemory
+	swift test --skip-build --filter FileserverConsistency
 	swift test --skip-build --filter FileserverMode
 	swift test --skip-build --filter CofferProcessTests
 
