@@ -48,7 +48,7 @@ public final class ChallengeFileservers: Sendable {
                     "python3",
                     [
                         script, "--port", "0", "--dir", directory + "/volume", "--latency-ms", "\(latencyMilliseconds)",
-                        "--max-in-flight", "\(maxInFlight)", "--keep-with-parent",
+                        "--max-in-flight", "\(maxInFlight)", "--parent-pid", "\(getpid())",
                     ],
                     logPath: directory + "/server-\(index).log")
                 children.append(child)

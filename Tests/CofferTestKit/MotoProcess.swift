@@ -29,7 +29,7 @@ public final class MotoProcess: Sendable {
     /// moto.server's own `__main__`, after starting a thread that ends the process when its parent is gone.
     private static let launcher = """
         import os, runpy, sys, threading, time
-        parent = os.getppid()
+        parent = int(sys.argv.pop(1))  # the test process, named by itself: it may be gone before this line runs
         def watch():
             while os.getppid() == parent:
                 time.sleep(0.5)
@@ -118,7 +118,8 @@ public final class MotoProcess: Sendable {
         let process: ChildProcess
         do {
             process = try ChildProcess(
-                "python3", ["-c", Self.launcher, "-H", "127.0.0.1", "-p", String(port)], logPath: logPath)
+                "python3", ["-c", Self.launcher, "\(getpid())", "-H", "127.0.0.1", "-p", String(port)],
+                logPath: logPath)
         } catch {
             throw Failure("cannot run python3 (\(error)); moto's server needs python3 with moto: \(Self.installHint)")
         }

@@ -20,7 +20,8 @@ Run five of these on one --dir to get the challenge's setup: five slow file serv
 - HEAD and other methods on a file route answer 405 (httprouter); other paths 404 `404 page not found`;
 - after a handler that left more than 256 KiB of the request body unread, closes the connection (net/http).
 
-It prints `listening on 127.0.0.1:PORT` once bound (--port 0 picks a free port) and exits when its parent dies.
+It prints `listening on 127.0.0.1:PORT` once bound (--port 0 picks a free port) and, with --parent-pid, exits when that
+process is no longer its parent.
 """
 import argparse
 import errno
@@ -342,8 +343,7 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def watch_parent():
-    parent = os.getppid()
+def watch_parent(parent):
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(0)
@@ -355,13 +355,16 @@ def main():
     parser.add_argument("--dir", required=True)
     parser.add_argument("--latency-ms", type=float, default=333)
     parser.add_argument("--max-in-flight", type=int, default=15)
-    parser.add_argument("--keep-with-parent", action="store_true", help="exit when the parent process goes")
+    parser.add_argument(
+        "--parent-pid", type=int, default=0,
+        help="exit when this process is no longer the parent (given by the parent, so that a parent that dies before "
+        "this process starts watching is noticed too)")
     arguments = parser.parse_args()
     os.makedirs(arguments.dir, exist_ok=True)
     server = Server(("127.0.0.1", arguments.port), Handler)
     server.state = State(os.path.abspath(arguments.dir), arguments.latency_ms / 1000, arguments.max_in_flight)
-    if arguments.keep_with_parent:
-        threading.Thread(target=watch_parent, daemon=True).start()
+    if arguments.parent_pid:
+        threading.Thread(target=watch_parent, args=(arguments.parent_pid,), daemon=True).start()
     print("listening on 127.0.0.1:%d" % server.server_address[1], flush=True)
     server.serve_forever()
 
