@@ -69,14 +69,5 @@ public struct BodyCheck {
     }
 
     /// ``md5Digest`` in lowercase hex (the etag).
-    public var md5Hex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        for byte in md5Digest {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xf)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public var md5Hex: String { Hex.lowercase(md5Digest) }
 }

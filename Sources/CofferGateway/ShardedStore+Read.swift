@@ -236,13 +236,5 @@ enum GatewayDigest {
         return hex(md5.finalize())
     }
 
-    static func hex(_ digest: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for byte in digest {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xf)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func hex(_ digest: some Sequence<UInt8>) -> String { Hex.lowercase(digest) }
 }

@@ -1,3 +1,4 @@
+import CofferCore
 import Crypto
 import FoundationEssentials
 import NIOCore
@@ -145,14 +146,5 @@ public struct SigV4Signer: Sendable, CustomStringConvertible {
         return hex(hasher.finalize())
     }
 
-    static func hex(_ digest: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for byte in digest {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func hex(_ digest: some Sequence<UInt8>) -> String { Hex.lowercase(digest) }
 }
